@@ -1,0 +1,221 @@
+"""``correlate`` and ``convolve``: modes, boundaries, stride, dilation, channels."""
+
+import numpy as np
+
+from .._validate import (
+    MODES,
+    as_float,
+    check_array,
+    check_axis,
+    check_boundary,
+    check_choice,
+    check_int_tuple,
+    float_dtype,
+)
+from ..backends import cpu
+
+
+def _axis_plan(n, k, mode, stride, dilation):
+    """Offset of output 0 and output length along one axis.
+
+    Output ``i`` reads the (extended) input at ``i*stride + m*dilation - off``
+    for tap ``m``; the stride-1 result is centred on 'full' as scipy.signal
+    does, and striding keeps every ``stride``-th output of it.
+    """
+    keff = dilation * (k - 1) + 1
+    if mode == "full":
+        off, length = keff - 1, n + keff - 1
+    elif mode == "same":
+        off, length = (keff - 1) - (keff - 1) // 2, n
+    else:
+        off, length = 0, n - keff + 1
+    return off, (length - 1) // stride + 1
+
+
+def _prepare(x, kernel, mode, boundary, cval, stride, dilation, channel_axis):
+    x = check_array(x, "x", ndims=(1, 2, 3))
+    kernel = check_array(kernel, "kernel", ndims=(1, 2, 3))
+    check_choice(mode, "mode", MODES)
+    code, cval = check_boundary(boundary, cval)
+    if channel_axis is not None:
+        if kernel.ndim == 3 or x.ndim != kernel.ndim + 1:
+            raise ValueError(
+                f"`kernel` must have one dimension fewer than `x` when `channel_axis` "
+                f"is given (a 1-D or 2-D kernel applied to every channel), got x "
+                f"{x.shape} and kernel {kernel.shape}"
+            )
+        channel_axis = check_axis(channel_axis, x.ndim, "channel_axis")
+    elif x.ndim != kernel.ndim:
+        raise ValueError(
+            f"`kernel` must have as many dimensions as `x`, got kernel "
+            f"{kernel.shape} and x {x.shape}"
+        )
+    if kernel.ndim == 3 and mode != "valid":
+        raise ValueError(
+            f"`mode` must be 'valid' for a 3-D (depth-summing) correlation, got {mode!r}"
+        )
+    nd = kernel.ndim
+    stride = check_int_tuple(stride, "stride", nd)
+    dilation = check_int_tuple(dilation, "dilation", nd)
+    dtype = float_dtype(x.dtype)
+    xf = as_float(x)
+    if channel_axis is not None:
+        xf = np.ascontiguousarray(np.moveaxis(xf, channel_axis, 0))
+    spatial = xf.shape[-nd:]
+    if mode == "valid":
+        for n, k, d in zip(spatial, kernel.shape, dilation):
+            if d * (k - 1) + 1 > n:
+                raise ValueError(
+                    f"`kernel` (shape {kernel.shape}, dilation {dilation}) must not be "
+                    f"larger than `x` (spatial shape {spatial}) in 'valid' mode"
+                )
+    return xf, kernel, dtype, code, cval, stride, dilation, channel_axis
+
+
+def _run(xf, w, mode, code, cval, stride, dilation, channel_axis):
+    """Dispatch a prepared correlation to the backend."""
+    nd = w.ndim
+    plans = [
+        _axis_plan(n, k, mode, s, d)
+        for n, k, s, d in zip(xf.shape[-nd:], w.shape, stride, dilation)
+    ]
+    if nd == 3:
+        out = np.empty([p[1] for p in plans], dtype=xf.dtype)
+        cpu.correlate3d_valid(xf, w, out, *stride, *dilation)
+        return out
+    batch = xf.shape[0] if channel_axis is not None else 1
+    if nd == 1:
+        x3 = xf.reshape(batch, 1, xf.shape[-1])
+        w2 = w.reshape(1, -1)
+        (off1, n1), = plans
+        off0, n0, s0, d0, s1, d1 = 0, 1, 1, 1, stride[0], dilation[0]
+    else:
+        x3 = xf.reshape(batch, *xf.shape[-2:])
+        w2 = w
+        (off0, n0), (off1, n1) = plans
+        (s0, s1), (d0, d1) = stride, dilation
+    out = np.empty((batch, n0, n1), dtype=xf.dtype)
+    cpu.correlate2d(x3, w2, out, off0, off1, s0, s1, d0, d1, code, cval)
+    out = out.reshape(xf.shape[: xf.ndim - nd] + tuple(p[1] for p in plans))
+    if channel_axis is not None:
+        out = np.moveaxis(out, 0, channel_axis)
+    return out
+
+
+def _correlate(x, kernel, flip, mode, boundary, cval, stride, dilation, channel_axis):
+    xf, kernel, dtype, code, cval, stride, dilation, channel_axis = _prepare(
+        x, kernel, mode, boundary, cval, stride, dilation, channel_axis
+    )
+    w = as_float(kernel, dtype=dtype)
+    if flip:
+        w = np.ascontiguousarray(w[(slice(None, None, -1),) * w.ndim])
+    return _run(xf, w, mode, code, cval, stride, dilation, channel_axis)
+
+
+_PARAMS_DOC = """
+    Parameters
+    ----------
+    x : array_like
+        Input signal or image: 1-D, 2-D, or 3-D ``(D, H, W)`` with a 3-D
+        kernel and ``mode='valid'`` (the seed's depth-summing correlation).
+        With ``channel_axis``, one more dimension than the kernel.
+    kernel : array_like
+        Weights, with as many dimensions as ``x`` (one fewer with
+        ``channel_axis``).
+    mode : {'full', 'same', 'valid'}
+        Output size, with scipy.signal's semantics: 'full' has
+        ``n + K - 1`` samples per axis, 'same' has ``n`` and is centred on
+        'full' (an even kernel reaches one sample further back than forward),
+        'valid' only uses windows that lie inside ``x``.  ``K`` is the dilated
+        kernel size ``dilation * (k - 1) + 1``.
+    boundary : {'constant', 'zero', 'reflect', 'mirror', 'nearest', 'wrap'}
+        How 'same' and 'full' read beyond the edge, as scipy.ndimage's modes of
+        these names; 'zero' is 'constant' with ``cval=0``.
+    cval : float
+        Value beyond the edge for ``boundary='constant'``.
+    stride : int or tuple of int
+        Step between outputs per axis (>= 1).  The result equals the stride-1
+        result sliced ``[::stride]``, so each axis has the seed's
+        ``floor((O + 2P - K) / S) + 1`` outputs.
+    dilation : int or tuple of int
+        Spacing between kernel taps per axis (>= 1), as in PyTorch.
+    channel_axis : int or None
+        Axis of ``x`` holding colour channels; each channel is filtered with
+        the same kernel (scikit-image's convention).
+
+    Returns
+    -------
+    ndarray
+        float32 for float32 (and float16) input, float64 otherwise: integer
+        and bool input is converted to float64 by value, never wrapped.
+
+    Notes
+    -----
+    A NaN in ``x`` reaches every output whose window holds it under a
+    non-zero weight (zero weights are skipped, as in scipy.ndimage).
+"""
+
+
+def correlate(
+    x,
+    kernel,
+    *,
+    mode="same",
+    boundary="constant",
+    cval=0.0,
+    stride=1,
+    dilation=1,
+    channel_axis=None,
+):
+    return _correlate(
+        x, kernel, False, mode, boundary, cval, stride, dilation, channel_axis
+    )
+
+
+def convolve(
+    x,
+    kernel,
+    *,
+    mode="same",
+    boundary="constant",
+    cval=0.0,
+    stride=1,
+    dilation=1,
+    channel_axis=None,
+):
+    return _correlate(
+        x, kernel, True, mode, boundary, cval, stride, dilation, channel_axis
+    )
+
+
+correlate.__doc__ = (
+    """Cross-correlation ``y[i] = sum_m w[m] x[i + m]`` (no kernel flip).
+"""
+    + _PARAMS_DOC
+    + """
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from filtkit.signal import correlate
+    >>> correlate(np.array([1.0, 2.0, 3.0, 4.0]), np.array([1.0, 0.0, -1.0]))
+    array([-2., -2., -2.,  3.])
+    >>> correlate(np.arange(16.0).reshape(4, 4), np.ones((3, 3)), mode="valid")
+    array([[45., 54.],
+           [81., 90.]])
+"""
+)
+
+convolve.__doc__ = (
+    """True convolution ``y[i] = sum_m w[m] x[i - m]``: the kernel is rotated
+    180 degrees (flipped on every axis) and correlated.
+"""
+    + _PARAMS_DOC
+    + """
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from filtkit.signal import convolve
+    >>> convolve(np.array([1.0, 2.0, 3.0]), np.array([0.0, 1.0, 0.5]), mode="full")
+    array([0. , 1. , 2.5, 4. , 1.5])
+"""
+)

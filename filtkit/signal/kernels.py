@@ -1,0 +1,172 @@
+"""Named convolution kernels as float64 arrays.
+
+Edge kernels are oriented for :func:`filtkit.signal.correlate`: correlating
+with ``sobel(axis)`` gives a positive response where the image brightens
+along ``axis``.  They are the textbook integer kernels; scikit-image's edge
+filters divide them by 4 (Sobel), 3 (Prewitt) and 16 (Scharr).
+
+Examples
+--------
+>>> from filtkit.signal import kernels
+>>> kernels.sobel(1)
+array([[-1.,  0.,  1.],
+       [-2.,  0.,  2.],
+       [-1.,  0.,  1.]])
+>>> float(kernels.gaussian(1.0).sum())
+1.0
+"""
+
+import numpy as np
+
+from .._validate import check_choice, check_int_tuple, check_real
+
+
+def _axis(axis):
+    if axis not in (0, 1) or isinstance(axis, bool):
+        raise ValueError(f"`axis` must be one of {{0, 1}}, got {axis!r}")
+    return int(axis)
+
+
+def _derivative(smooth, axis):
+    edge = np.array([-1.0, 0.0, 1.0])
+    k = np.outer(edge, smooth)
+    return k if _axis(axis) == 0 else np.ascontiguousarray(k.T)
+
+
+def box(size=3):
+    """Box (mean) kernel of ``size`` (int or (rows, cols)), summing to 1.
+
+    >>> box(2)
+    array([[0.25, 0.25],
+           [0.25, 0.25]])
+    """
+    shape = check_int_tuple(size, "size", 2)
+    return np.full(shape, 1.0 / (shape[0] * shape[1]))
+
+
+def gaussian1d(sigma, *, truncate=4.0):
+    """1-D Gaussian weights as scipy.ndimage builds them, summing to 1.
+
+    The radius is ``int(truncate * sigma + 0.5)``.
+
+    >>> gaussian1d(1.0, truncate=1.0).round(4)
+    array([0.2741, 0.4519, 0.2741])
+    """
+    sigma = check_real(sigma, "sigma", minimum=0.0, strict=True)
+    truncate = check_real(truncate, "truncate", minimum=0.0)
+    radius = int(truncate * sigma + 0.5)
+    x = np.arange(-radius, radius + 1)
+    phi = np.exp(-0.5 / (sigma * sigma) * x**2)
+    return phi / phi.sum()
+
+
+def gaussian(sigma, *, truncate=4.0):
+    """2-D Gaussian kernel, the outer product of two :func:`gaussian1d`.
+
+    >>> gaussian(1.0).shape
+    (9, 9)
+    """
+    g = gaussian1d(sigma, truncate=truncate)
+    return np.outer(g, g)
+
+
+def sobel(axis=0):
+    """Sobel derivative along ``axis`` (0: rows, downwards; 1: columns)."""
+    return _derivative(np.array([1.0, 2.0, 1.0]), axis)
+
+
+def prewitt(axis=0):
+    """Prewitt derivative along ``axis``."""
+    return _derivative(np.array([1.0, 1.0, 1.0]), axis)
+
+
+def scharr(axis=0):
+    """Scharr derivative along ``axis``."""
+    return _derivative(np.array([3.0, 10.0, 3.0]), axis)
+
+
+def roberts(diagonal="positive"):
+    """Roberts cross, the 2x2 diagonal difference scikit-image convolves with.
+
+    ``'positive'`` is ``[[1, 0], [0, -1]]``, ``'negative'`` ``[[0, 1], [-1, 0]]``.
+    """
+    check_choice(diagonal, "diagonal", ("positive", "negative"))
+    if diagonal == "positive":
+        return np.array([[1.0, 0.0], [0.0, -1.0]])
+    return np.array([[0.0, 1.0], [-1.0, 0.0]])
+
+
+def laplacian(neighbours=4):
+    """Discrete Laplacian with 4 or 8 neighbours (centre negative).
+
+    >>> laplacian(4)
+    array([[ 0.,  1.,  0.],
+           [ 1., -4.,  1.],
+           [ 0.,  1.,  0.]])
+    """
+    if isinstance(neighbours, bool) or neighbours not in (4, 8):
+        raise ValueError(f"`neighbours` must be one of {{4, 8}}, got {neighbours!r}")
+    if neighbours == 4:
+        return np.array([[0.0, 1.0, 0.0], [1.0, -4.0, 1.0], [0.0, 1.0, 0.0]])
+    k = np.ones((3, 3))
+    k[1, 1] = -8.0
+    return k
+
+
+def log(sigma, *, truncate=4.0):
+    """Laplacian of Gaussian, shifted to sum to exactly 0.
+
+    ``LoG(r) = -(1 - r^2 / (2 sigma^2)) exp(-r^2 / (2 sigma^2)) / (pi sigma^4)``
+    sampled on a ``2 * int(truncate * sigma + 0.5) + 1`` square grid.
+
+    >>> k = log(1.0)
+    >>> k.shape, abs(float(k.sum())) < 1e-15
+    ((9, 9), True)
+    """
+    sigma = check_real(sigma, "sigma", minimum=0.0, strict=True)
+    truncate = check_real(truncate, "truncate", minimum=0.0)
+    radius = int(truncate * sigma + 0.5)
+    y, x = np.mgrid[-radius : radius + 1, -radius : radius + 1].astype(float)
+    q = (x * x + y * y) / (2.0 * sigma * sigma)
+    k = -(1.0 - q) * np.exp(-q) / (np.pi * sigma**4)
+    return k - k.mean()
+
+
+def sharpen():
+    """Sharpening kernel ``[[0, -1, 0], [-1, 5, -1], [0, -1, 0]]`` (sums to 1)."""
+    return np.array([[0.0, -1.0, 0.0], [-1.0, 5.0, -1.0], [0.0, -1.0, 0.0]])
+
+
+def emboss():
+    """Emboss kernel ``[[-2, -1, 0], [-1, 1, 1], [0, 1, 2]]`` (sums to 1)."""
+    return np.array([[-2.0, -1.0, 0.0], [-1.0, 1.0, 1.0], [0.0, 1.0, 2.0]])
+
+
+#: Named kernels with the arguments ``filtkit kernels`` and the CLI use.
+NAMED = {
+    "box": (box, {"size": 3}),
+    "gaussian": (gaussian, {"sigma": 1.0}),
+    "sobel": (sobel, {"axis": 0}),
+    "prewitt": (prewitt, {"axis": 0}),
+    "scharr": (scharr, {"axis": 0}),
+    "roberts": (roberts, {"diagonal": "positive"}),
+    "laplacian": (laplacian, {"neighbours": 4}),
+    "log": (log, {"sigma": 1.0}),
+    "sharpen": (sharpen, {}),
+    "emboss": (emboss, {}),
+}
+
+__all__ = [
+    "box",
+    "gaussian",
+    "gaussian1d",
+    "sobel",
+    "prewitt",
+    "scharr",
+    "roberts",
+    "laplacian",
+    "log",
+    "sharpen",
+    "emboss",
+    "NAMED",
+]
