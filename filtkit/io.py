@@ -1,0 +1,145 @@
+"""Image input and output through imageio, with explicit dtype conversion.
+
+Reading (:func:`imread`) follows scikit-image's ``img_as_float``: uint8 is
+divided by 255, uint16 by 65535, bool becomes 0.0/1.0, and float images are
+kept (float16 becomes float32).  Writing (:func:`imwrite`) converts back
+explicitly and never wraps around:
+
+* float images are clipped to [0, 1], multiplied by 255, rounded to the
+  nearest integer (halves to even) and stored as uint8; NaN is refused;
+* bool images are stored as 0/255 uint8;
+* uint8 and uint16 images are stored unchanged;
+* other integer images must already lie in [0, 255] and are stored as uint8.
+
+Writes go to a temporary file in the target directory that is renamed over
+the target only once complete, so a failed write leaves no partial file.
+"""
+
+import os
+import tempfile
+
+import numpy as np
+
+from ._validate import as_float, check_array
+
+#: File extensions :func:`imwrite` accepts.
+WRITE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp", ".webp")
+
+
+def imread(path):
+    """Read an image as float, converted as scikit-image's ``img_as_float``.
+
+    Parameters
+    ----------
+    path : str or path-like
+        Any format imageio reads (PNG, JPEG, TIFF, BMP, ...).
+
+    Returns
+    -------
+    ndarray
+        ``(H, W)`` or ``(H, W, C)`` float64 in [0, 1] for integer images
+        (float32 for float32/float16 files).
+
+    Raises
+    ------
+    FileNotFoundError
+        If ``path`` does not exist.
+    ValueError
+        If the file cannot be decoded as an image.
+
+    Examples
+    --------
+    >>> import numpy as np, tempfile, os
+    >>> from filtkit.io import imread, imwrite
+    >>> path = os.path.join(tempfile.mkdtemp(), "tiny.png")
+    >>> imwrite(path, np.array([[0.0, 0.5], [1.0, 0.25]]))
+    >>> imread(path)
+    array([[0.        , 0.50196078],
+           [1.        , 0.25098039]])
+    """
+    import imageio.v3 as iio
+
+    path = os.fspath(path)
+    if not os.path.isfile(path):
+        raise FileNotFoundError(f"`path` does not exist or is not a file: {path!r}")
+    try:
+        image = iio.imread(path)
+    except Exception as exc:  # imageio raises many types for undecodable files
+        raise ValueError(f"`path` could not be read as an image: {path!r} ({exc})") from None
+    image = np.asarray(image)
+    if image.dtype.kind not in "biuf":
+        raise ValueError(f"`path` holds an unsupported pixel type {image.dtype}: {path!r}")
+    return as_float(check_array(image, "image"), scale=True)
+
+
+def to_uint8(image):
+    """Convert an image to uint8 by the documented rule (see module docstring).
+
+    >>> to_uint8(np.array([-0.2, 0.0, 0.5, 1.0, 7.0]))
+    array([  0,   0, 128, 255, 255], dtype=uint8)
+    """
+    image = check_array(image, "image")
+    kind = image.dtype.kind
+    if kind == "b":
+        return image.astype(np.uint8) * np.uint8(255)
+    if kind == "f":
+        if np.isnan(image).any():
+            raise ValueError("`image` contains NaN, which has no 8-bit value")
+        return np.rint(np.clip(image, 0.0, 1.0) * 255.0).astype(np.uint8)
+    if image.dtype == np.uint8:
+        return image
+    if image.min() < 0 or image.max() > 255:
+        raise ValueError(
+            f"`image` of dtype {image.dtype} must lie in [0, 255] to be stored as uint8, "
+            f"got [{image.min()}, {image.max()}]"
+        )
+    return image.astype(np.uint8)
+
+
+def imwrite(path, image):
+    """Write an image atomically, converting it as the module docstring says.
+
+    Parameters
+    ----------
+    path : str or path-like
+        Target file; the extension chooses the format.
+    image : array_like
+        ``(H, W)``, ``(H, W, 3)`` or ``(H, W, 4)``.
+
+    Raises
+    ------
+    ValueError
+        For a bad shape, NaN, out-of-range integers or an unknown extension;
+        nothing is written then.
+    """
+    import imageio.v3 as iio
+
+    image = check_array(image, "image", ndims=(2, 3))
+    if image.ndim == 3 and image.shape[2] not in (1, 3, 4):
+        raise ValueError(
+            f"`image` must be (H, W), (H, W, 3) or (H, W, 4), got shape {image.shape}"
+        )
+    data = image if image.dtype == np.uint16 else to_uint8(image)
+    path = os.fspath(path)
+    directory = os.path.dirname(os.path.abspath(path))
+    if not os.path.isdir(directory):
+        raise FileNotFoundError(f"`path` directory does not exist: {directory!r}")
+    suffix = os.path.splitext(path)[1]
+    if suffix.lower() not in WRITE_EXTENSIONS:
+        raise ValueError(
+            f"`path` must end in one of {', '.join(WRITE_EXTENSIONS)}, got {path!r}"
+        )
+    fd, tmp = tempfile.mkstemp(prefix=".filtkit-", suffix=suffix, dir=directory)
+    os.close(fd)
+    umask = os.umask(0)
+    os.umask(umask)
+    os.chmod(tmp, 0o666 & ~umask)
+    try:
+        try:
+            iio.imwrite(tmp, data)
+        except Exception as exc:
+            raise ValueError(f"`path` could not be written as an image: {path!r} ({exc})") from None
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.remove(tmp)
