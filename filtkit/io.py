@@ -8,7 +8,8 @@ explicitly and never wraps around:
 * float images are clipped to [0, 1], multiplied by 255, rounded to the
   nearest integer (halves to even) and stored as uint8; NaN is refused;
 * bool images are stored as 0/255 uint8;
-* uint8 and uint16 images are stored unchanged;
+* uint8 and uint16 images are stored unchanged (16-bit colour only as TIFF:
+  imageio's PNG backend, Pillow, handles 16 bits for grey images only);
 * other integer images must already lie in [0, 255] and are stored as uint8.
 
 Writes go to a temporary file in the target directory that is renamed over
@@ -24,6 +25,19 @@ from ._validate import as_float, check_array
 
 #: File extensions :func:`imwrite` accepts.
 WRITE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp", ".webp")
+
+
+def _refuse_16bit_colour_png(path):
+    """Pillow, imageio's PNG reader, silently truncates 16-bit colour PNGs."""
+    with open(path, "rb") as fh:
+        head = fh.read(26)
+    if head[:8] == b"\x89PNG\r\n\x1a\n" and head[12:16] == b"IHDR":
+        depth, colour_type = head[24], head[25]
+        if depth == 16 and colour_type in (2, 4, 6):
+            raise ValueError(
+                f"`path` is a 16-bit colour PNG, which cannot be read without losing "
+                f"precision here; convert it to 16-bit TIFF: {path!r}"
+            )
 
 
 def imread(path):
@@ -45,7 +59,8 @@ def imread(path):
     FileNotFoundError
         If ``path`` does not exist.
     ValueError
-        If the file cannot be decoded as an image.
+        If the file cannot be decoded as an image, or is a 16-bit colour
+        PNG (whose low byte imageio's Pillow reader would drop).
 
     Examples
     --------
@@ -62,6 +77,7 @@ def imread(path):
     path = os.fspath(path)
     if not os.path.isfile(path):
         raise FileNotFoundError(f"`path` does not exist or is not a file: {path!r}")
+    _refuse_16bit_colour_png(path)
     try:
         image = iio.imread(path)
     except Exception as exc:  # imageio raises many types for undecodable files
@@ -104,7 +120,7 @@ def imwrite(path, image):
     path : str or path-like
         Target file; the extension chooses the format.
     image : array_like
-        ``(H, W)``, ``(H, W, 3)`` or ``(H, W, 4)``.
+        ``(H, W)``, ``(H, W, 1)``, ``(H, W, 3)`` or ``(H, W, 4)``.
 
     Raises
     ------
@@ -115,12 +131,19 @@ def imwrite(path, image):
     import imageio.v3 as iio
 
     image = check_array(image, "image", ndims=(2, 3))
-    if image.ndim == 3 and image.shape[2] not in (1, 3, 4):
+    if image.ndim == 3 and image.shape[2] == 1:
+        image = image[..., 0]
+    if image.ndim == 3 and image.shape[2] not in (3, 4):
         raise ValueError(
-            f"`image` must be (H, W), (H, W, 3) or (H, W, 4), got shape {image.shape}"
+            f"`image` must be (H, W), (H, W, 1), (H, W, 3) or (H, W, 4), got shape {image.shape}"
+        )
+    path = os.fspath(path)
+    if image.dtype == np.uint16 and image.ndim == 3 and path.lower().endswith(".png"):
+        raise ValueError(
+            "`image` is 16-bit colour, which the PNG writer cannot store; use .tif or "
+            "convert to float"
         )
     data = image if image.dtype == np.uint16 else to_uint8(image)
-    path = os.fspath(path)
     directory = os.path.dirname(os.path.abspath(path))
     if not os.path.isdir(directory):
         raise FileNotFoundError(f"`path` directory does not exist: {directory!r}")

@@ -152,7 +152,7 @@ def gaussian(
     if out is not None:
         out[...] = result
         return out
-    return result.copy() if result is image else result
+    return result.copy() if np.shares_memory(result, image) else result
 
 
 def uniform(
@@ -201,7 +201,7 @@ def uniform(
             raise ValueError(f"`size` must be integers >= 1, got {size!r}")
         if int(s) > 1:
             x = _correlate_axis(x, np.full(int(s), 1.0 / int(s)), axis, code, cval)
-    return x.copy() if x is image else x
+    return x.copy() if np.shares_memory(x, image) else x
 
 
 def _mask_result(result, mask):
