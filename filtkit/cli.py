@@ -59,9 +59,11 @@ def _build_parser():
     filt.add_argument("output", help="output image; written atomically")
     filt.add_argument("--filter", required=True, dest="name",
                       help="image filter name, or 'correlate'/'convolve' with --kernel")
-    filt.add_argument("--kernel", help="named kernel for correlate/convolve (see `filtkit kernels`)")
+    filt.add_argument("--kernel",
+                      help="named kernel for correlate/convolve (see `filtkit kernels`)")
     filt.add_argument("--sigma", type=float)
-    filt.add_argument("--mode", help="boundary mode: constant, zero, reflect, mirror, nearest, wrap")
+    filt.add_argument("--mode",
+                      help="boundary mode: constant, zero, reflect, mirror, nearest, wrap")
     filt.add_argument("--cval", type=float)
     filt.add_argument("--truncate", type=float)
     filt.add_argument("--size", type=int)

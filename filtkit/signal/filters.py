@@ -303,9 +303,12 @@ def scharr(image, mask=None, *, axis=None, mode="reflect", cval=0.0):
     return _edge_filter(image, _SMOOTH["scharr"], axis, mode, cval, mask)
 
 
-sobel.__doc__ = _EDGE_DOC.format(title="Sobel edge filter", name="sobel", smooth="[1, 2, 1] / 4")
-prewitt.__doc__ = _EDGE_DOC.format(title="Prewitt edge filter", name="prewitt", smooth="[1, 1, 1] / 3")
-scharr.__doc__ = _EDGE_DOC.format(title="Scharr edge filter", name="scharr", smooth="[3, 10, 3] / 16")
+for _fn, _title, _smooth in [
+    (sobel, "Sobel edge filter", "[1, 2, 1] / 4"),
+    (prewitt, "Prewitt edge filter", "[1, 1, 1] / 3"),
+    (scharr, "Scharr edge filter", "[3, 10, 3] / 16"),
+]:
+    _fn.__doc__ = _EDGE_DOC.format(title=_title, name=_fn.__name__, smooth=_smooth)
 
 
 def _make_directional(base, axis, direction):
@@ -315,7 +318,9 @@ def _make_directional(base, axis, direction):
 
     name = f"{base.__name__}_{'h' if axis == 0 else 'v'}"
     directional.__name__ = directional.__qualname__ = name
-    directional.__doc__ = f"""{base.__name__.capitalize()} derivative of a 2-D image along axis {axis} ({direction} edges).
+    directional.__doc__ = f"""{base.__name__.capitalize()} derivative of a 2-D image, axis {axis}.
+
+    Finds {direction} edges.
 
     Same as ``{base.__name__}(image, mask, axis={axis})``; matches ``skimage.filters.{name}``.
 

@@ -1,0 +1,84 @@
+"""CPU backend functions called directly, against the shared naive references.
+
+These bodies are written to take the backend module as a parameter, so the
+CUDA twin (same function names and arguments) can run through them too.
+"""
+
+import numpy as np
+import pytest
+
+from filtkit._config import BOUNDARY_CODES
+from filtkit.backends import cpu
+from tests.reference import BOUNDARIES, naive_correlate, naive_pool, np_pad
+
+BACKENDS = {"cpu": cpu}
+
+
+@pytest.fixture(params=list(BACKENDS))
+def backend(request):
+    return BACKENDS[request.param]
+
+
+@pytest.mark.parametrize("boundary", [b for b in BOUNDARIES if b != "zero"])
+@pytest.mark.parametrize("n,lo,hi", [(1, 3, 2), (2, 5, 5), (5, 2, 3), (4, 11, 9)])
+def test_boundary_index_matches_np_pad(backend, boundary, n, lo, hi):
+    idx = backend.boundary_index(n, lo, hi, BOUNDARY_CODES[boundary])
+    expected = np_pad(np.arange(n), [(lo, hi)], boundary, cval=-1)
+    np.testing.assert_array_equal(idx, expected)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("boundary", [b for b in BOUNDARIES if b != "zero"])
+@pytest.mark.parametrize(
+    "shape,kshape,mode,stride,dilation",
+    [
+        ((2, 9, 11), (3, 3), "same", (1, 1), (1, 1)),
+        ((1, 8, 7), (2, 4), "full", (2, 3), (1, 1)),
+        ((3, 10, 6), (3, 2), "same", (1, 2), (2, 3)),
+        ((1, 5, 4), (5, 4), "full", (1, 1), (1, 1)),
+        ((2, 12, 13), (4, 3), "valid", (3, 2), (1, 2)),
+    ],
+)
+def test_correlate2d(rng, backend, dtype, boundary, shape, kshape, mode, stride, dilation):
+    x = rng.standard_normal(shape).astype(dtype)
+    w = rng.standard_normal(kshape).astype(dtype)
+    offs, sizes = [], []
+    for n, k, s, d in zip(shape[1:], kshape, stride, dilation):
+        keff = d * (k - 1) + 1
+        off, length = {"full": (keff - 1, n + keff - 1),
+                       "same": ((keff - 1) - (keff - 1) // 2, n),
+                       "valid": (0, n - keff + 1)}[mode]
+        offs.append(off)
+        sizes.append((length - 1) // s + 1)
+    out = np.full((shape[0], *sizes), np.nan, dtype=dtype)
+    backend.correlate2d(x, w, out, offs[0], offs[1], stride[0], stride[1],
+                        dilation[0], dilation[1], BOUNDARY_CODES[boundary], 0.75)
+    tol = 1e-5 if dtype == np.float32 else 1e-12
+    for b in range(shape[0]):
+        ref = naive_correlate(x[b].astype(np.float64), w.astype(np.float64), mode, boundary,
+                              0.75, stride, dilation)
+        np.testing.assert_allclose(out[b], ref, rtol=tol, atol=tol)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_correlate3d_valid(rng, backend, dtype):
+    x = rng.standard_normal((7, 11, 9)).astype(dtype)
+    w = rng.standard_normal((2, 3, 2)).astype(dtype)
+    out = np.full((2, 5, 7), np.nan, dtype=dtype)  # strides (2, 2, 1), dilation (3, 1, 2)
+    backend.correlate3d_valid(x, w, out, 2, 2, 1, 3, 1, 2)
+    ref = naive_correlate(x.astype(np.float64), w.astype(np.float64), "valid",
+                          stride=(2, 2, 1), dilation=(3, 1, 2))
+    tol = 1e-5 if dtype == np.float32 else 1e-12
+    np.testing.assert_allclose(out, ref, rtol=tol, atol=tol)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("k,s", [((2, 2), (2, 2)), ((3, 2), (1, 2)), ((1, 1), (2, 3))])
+def test_pooling(rng, backend, dtype, k, s):
+    x = rng.standard_normal((3, 9, 8)).astype(dtype)
+    ho, wo = (9 - k[0]) // s[0] + 1, (8 - k[1]) // s[1] + 1
+    out = np.empty((3, ho, wo), dtype=dtype)
+    backend.max_pool2d(x, out, *k, *s)
+    np.testing.assert_array_equal(out, naive_pool(x, k, s, np.max))
+    backend.avg_pool2d(x, out, *k, *s)
+    np.testing.assert_allclose(out, naive_pool(x, k, s, np.mean), rtol=1e-6)
