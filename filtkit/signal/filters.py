@@ -281,7 +281,7 @@ _EDGE_DOC = """{title}, as ``skimage.filters.{name}``.
     >>> from filtkit.signal import {name}
     >>> step = np.repeat([[0.0, 0.0, 1.0, 1.0]], 3, axis=0)
     >>> {name}(step, axis=1)[1]
-    array([0. , 0.5, 0.5, 0. ])
+    array([0., 1., 1., 0.])
 """
 
 _SMOOTH = {
@@ -382,8 +382,8 @@ def roberts(image, mask=None):
     >>> from filtkit.signal import roberts
     >>> roberts(np.eye(3)).round(3)
     array([[0.   , 0.707, 0.   ],
-           [0.707, 0.   , 0.707],
-           [0.   , 0.707, 0.   ]])
+           [0.707, 0.   , 1.   ],
+           [0.   , 1.   , 0.   ]])
     """
     out = np.sqrt(
         roberts_pos_diag(image, mask) ** 2 + roberts_neg_diag(image, mask) ** 2
@@ -509,8 +509,8 @@ def difference_of_gaussians(
     >>> import numpy as np
     >>> from filtkit.signal import difference_of_gaussians
     >>> flat = np.full((8, 8), 0.5)
-    >>> float(np.abs(difference_of_gaussians(flat, 1)).max())
-    0.0
+    >>> bool(np.abs(difference_of_gaussians(flat, 1)).max() < 1e-15)
+    True
     """
     image = check_array(image, "image")
     channel_axis = _channel_axis(channel_axis, image.ndim)

@@ -12,7 +12,7 @@ Examples
 array([[-1.,  0.,  1.],
        [-2.,  0.,  2.],
        [-1.,  0.,  1.]])
->>> float(kernels.gaussian(1.0).sum())
+>>> round(float(kernels.gaussian(1.0).sum()), 12)
 1.0
 """
 
