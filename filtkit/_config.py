@@ -10,7 +10,10 @@ here, so that no kernel module hard-codes them.
     redirected to a per-user directory; if no writable directory can be
     found, caching is switched off and functions are compiled in memory.
 ``FASTMATH``
-    Off: results must match scipy and scikit-image to the last few ulps.
+    Only ``contract``: LLVM may fuse ``a * b + c`` into one FMA instruction
+    (one rounding instead of two).  No reassociation and no assumptions about
+    NaN or infinity, so results stay within a few ulps of scipy and
+    scikit-image and NaN propagates.
 ``PARALLEL``
     Run the outer loop of the CPU backend functions in Numba ``prange``.
 """
@@ -18,7 +21,7 @@ here, so that no kernel module hard-codes them.
 import os
 import tempfile
 
-FASTMATH = False
+FASTMATH = {"contract"}
 PARALLEL = True
 
 BOUNDARY_CODES = {

@@ -290,7 +290,10 @@ def test_correlate_is_convolve_with_rotated_kernel_and_stride_slices(
     got = correlate(x, w, stride=stride, **kw)
     np.testing.assert_allclose(got, convolve(x, w[::-1, ::-1], stride=stride, **kw),
                                rtol=1e-12, atol=1e-9)
-    np.testing.assert_array_equal(got, correlate(x, w, **kw)[:: stride[0], :: stride[1]])
+    # the strided kernel sums the same taps; FMA contraction may round the
+    # last bit differently from the vectorised stride-1 loop
+    np.testing.assert_allclose(got, correlate(x, w, **kw)[:: stride[0], :: stride[1]],
+                               rtol=1e-14, atol=1e-14 * (1 + np.abs(x).max() * np.abs(w).sum()))
 
 
 # --- bad input -------------------------------------------------------------------
