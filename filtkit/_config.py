@@ -22,6 +22,8 @@ import os
 import tempfile
 
 FASTMATH = {"contract"}
+#: threads for library calls made outside Numba (scipy.fft's ``workers``)
+THREADS = os.cpu_count() or 1
 PARALLEL = True
 
 BOUNDARY_CODES = {
@@ -67,3 +69,8 @@ def _choose_cache():
 
 
 CACHE = _choose_cache()
+
+# correlate(method="auto") switches to numpy.fft at this many kernel taps;
+# measured crossover on the project's 2-core machine (benchmarks/bench_signal.py).
+FFT_MIN_TAPS_2D = 25 * 25
+FFT_MIN_TAPS_1D = 128

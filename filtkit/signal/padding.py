@@ -84,12 +84,23 @@ def pad(x, width, *, mode="constant", cval=0.0):
             )
     out = x
     for axis, (before, after) in enumerate(widths):
-        idx = cpu.boundary_index(x.shape[axis], before, after, code)
-        out = np.take(out, np.maximum(idx, 0), axis=axis)
-        if code == 0:
-            sl = [slice(None)] * x.ndim
-            sl[axis] = idx < 0
-            out[tuple(sl)] = cval
+        out = extend(out, axis, before, after, code, cval)
+    return out
+
+
+def extend(x, axis, before, after, code, cval):
+    """``x`` extended along ``axis`` by the boundary mode with ``code``.
+
+    The one place that materialises boundary values: :func:`pad` and the
+    FFT path of :func:`filtkit.signal.correlate` use it; the direct and
+    separable paths read the same indices without a copy.
+    """
+    idx = cpu.boundary_index(x.shape[axis], before, after, code)
+    out = np.take(x, np.maximum(idx, 0), axis=axis)
+    if code == 0:
+        sl = [slice(None)] * x.ndim
+        sl[axis] = idx < 0
+        out[tuple(sl)] = cval
     return out
 
 

@@ -333,3 +333,76 @@ def test_bad_input(func, kwargs, exc, name):
     args.update(kwargs)
     with pytest.raises(exc, match=name):
         func(args.pop("x"), args.pop("kernel"), **args)
+
+
+# --- methods: direct, separable, fft ----------------------------------------------
+
+
+@pytest.mark.parametrize("method", ["direct", "separable", "fft", "auto"])
+@pytest.mark.parametrize("boundary", BOUNDARIES)
+@pytest.mark.parametrize("mode", MODES)
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_methods_agree_with_naive(rng, method, boundary, mode, dtype):
+    x = rng.standard_normal((23, 19)).astype(dtype)
+    w = np.outer(rng.standard_normal(5), rng.standard_normal(4))  # rank 1
+    kw = dict(mode=mode, boundary=boundary, cval=0.6, stride=(2, 1), dilation=(1, 2))
+    got = correlate(x, w, method=method, **kw)
+    assert got.dtype == dtype
+    cval = 0.0 if boundary == "zero" else 0.6
+    ref = naive_correlate(x, w, mode, boundary, cval, (2, 1), (1, 2))
+    scale = np.abs(x).max() * np.abs(w).sum()
+    tol = 1e-5 if dtype == np.float32 else 1e-12
+    np.testing.assert_allclose(got, ref, rtol=0, atol=tol * scale)
+
+
+@pytest.mark.parametrize("channel_axis", [None, -1])
+def test_fft_full_rank_and_1d(rng, channel_axis):
+    x = rng.standard_normal((30, 26, 2) if channel_axis else (30, 26))
+    w = rng.standard_normal((7, 6))
+    for boundary in BOUNDARIES:
+        a = convolve(x, w, method="fft", boundary=boundary, cval=-1.0, channel_axis=channel_axis)
+        b = convolve(x, w, method="direct", boundary=boundary, cval=-1.0,
+                     channel_axis=channel_axis)
+        np.testing.assert_allclose(a, b, atol=1e-11)
+    s = rng.standard_normal(300)
+    k = rng.standard_normal(150)
+    for mode in MODES:
+        np.testing.assert_allclose(correlate(s, k, mode=mode, method="fft"),
+                                   np.correlate(s, k, mode), atol=1e-10)
+
+
+def test_auto_picks_by_rank_and_size(rng, monkeypatch):
+    from filtkit.signal import _correlate as impl
+
+    calls = []
+    for name in ("_fft", "_separable"):
+        original = getattr(impl, name)
+
+        def spy(*args, _name=name, _original=original):
+            calls.append(_name)
+            return _original(*args)
+
+        monkeypatch.setattr(impl, name, spy)
+    x = rng.standard_normal((64, 64))
+    correlate(x, np.outer(np.arange(1.0, 4.0), [1.0, -2.0, 1.0]))  # rank 1: separable
+    correlate(x, rng.standard_normal((5, 5)))  # small full rank: direct
+    correlate(x, rng.standard_normal((27, 27)))  # large: fft
+    assert calls == ["_separable", "_fft"]
+
+
+def test_separable_needs_rank1(rng):
+    with pytest.raises(ValueError, match="`method`"):
+        correlate(np.ones((9, 9)), rng.standard_normal((3, 3)), method="separable")
+    with pytest.raises(ValueError, match="`method`"):
+        correlate(np.ones((9, 9)), np.ones((3, 3)), method="ftt")
+    with pytest.raises(ValueError, match="`method`"):
+        correlate(np.ones((3, 9, 9)), np.ones((3, 3, 3)), mode="valid", method="fft")
+
+
+def test_separable_keeps_integer_kernels_exact(rng):
+    from filtkit.signal import kernels
+
+    x = rng.integers(0, 255, size=(40, 40)).astype(np.float64)
+    for k in (kernels.sobel(0), kernels.prewitt(1), kernels.box(3) * 9):
+        np.testing.assert_array_equal(correlate(x, k, method="separable", boundary="reflect"),
+                                      correlate(x, k, method="direct", boundary="reflect"))
