@@ -148,11 +148,7 @@ def correlate2d(x, w, out, off0, off1, s0, s1, d0, d1, mode, cval):
     ho, wo = out.shape[1], out.shape[2]
     zero = w.dtype.type(0)
     cv = w.dtype.type(cval)
-    # interior output columns: every tap's source column lies in [0, wdt)
-    jlo = min(wo, (off1 + s1 - 1) // s1)
-    jhi = min(wo, (wdt - 1 - (kw - 1) * d1 + off1) // s1 + 1)
-    if jhi < jlo:
-        jhi = jlo
+    jlo, jhi = _interior(wdt, wo, kw, off1, s1, d1)
     # non-zero taps of each kernel row (zero weights never touch x, as ndimage)
     nzk = np.empty((kh, kw), dtype=np.int64)
     nnz = np.zeros(kh, dtype=np.int64)
@@ -217,6 +213,179 @@ def correlate2d(x, w, out, off0, off1, s0, s1, d0, d1, mode, cval):
         for j in range(jhi, wo):
             orow[j] = _border_column(x, w, b, i, j, off0, off1, s0, s1, d0, d1, mode, cv,
                                      nzk, nnz, const)
+
+
+@njit(inline="always", **_jit)
+def _nonzero(v):
+    """Indices of the non-zero entries of a 1-D kernel, and their count."""
+    idx = np.empty(v.shape[0], dtype=np.int64)
+    n = 0
+    for m in range(v.shape[0]):
+        if v[m] != 0:
+            idx[n] = m
+            n += 1
+    return idx, n
+
+
+@njit(inline="always", **_jit)
+def _column_pass(x, b, i, col, nzm, nm, off0, s0, d0, mode, cv, buf):
+    """buf[:] = sum_m col[m] * X[b, i*s0 + m*d0 - off0, :], four rows per pass."""
+    h, wdt = x.shape[1], x.shape[2]
+    zero = col.dtype.type(0)
+    const = zero
+    has_const = False
+    init = True
+    pend = 0
+    xa = xb = xc = x[b, 0]
+    wa = wb = wc = zero
+    for q in range(nm):
+        m = nzm[q]
+        r = _map_index(i * s0 + m * d0 - off0, h, mode)
+        if r < 0:
+            const += col[m] * cv
+            has_const = True
+            continue
+        if pend == 0:
+            xa, wa = x[b, r], col[m]
+        elif pend == 1:
+            xb, wb = x[b, r], col[m]
+        elif pend == 2:
+            xc, wc = x[b, r], col[m]
+        else:
+            _taps4(buf, 0, wdt, 1, init, xa, 0, wa, xb, 0, wb, xc, 0, wc, x[b, r], 0, col[m])
+            init = False
+            pend = 0
+            continue
+        pend += 1
+    if pend > 0:
+        _taps1(buf, 0, wdt, 1, init, xa, 0, wa)
+        if pend > 1:
+            _taps1(buf, 0, wdt, 1, False, xb, 0, wb)
+        if pend > 2:
+            _taps1(buf, 0, wdt, 1, False, xc, 0, wc)
+        init = False
+    if init:
+        for j in range(wdt):
+            buf[j] = const
+    elif has_const:
+        for j in range(wdt):
+            buf[j] += const
+
+
+@njit(inline="always", **_jit)
+def _row_pass(buf, row, nzk, nk, orow, jlo, jhi, off1, s1, d1, mode, edge):
+    """orow[j] = sum_k row[k] * B[j*s1 + k*d1 - off1] with B = buf extended by
+    ``mode`` (``edge`` beyond it in constant mode); interior four taps a pass."""
+    wdt, wo = buf.shape[0], orow.shape[0]
+    zero = row.dtype.type(0)
+    init = True
+    pend = 0
+    ca = cb = cc = 0
+    wa = wb = wc = zero
+    for q in range(nk):
+        k = nzk[q]
+        ck = k * d1 - off1
+        if pend == 0:
+            ca, wa = ck, row[k]
+        elif pend == 1:
+            cb, wb = ck, row[k]
+        elif pend == 2:
+            cc, wc = ck, row[k]
+        else:
+            _taps4(orow, jlo, jhi, s1, init, buf, ca, wa, buf, cb, wb, buf, cc, wc,
+                   buf, ck, row[k])
+            init = False
+            pend = 0
+            continue
+        pend += 1
+    if pend > 0:
+        _taps1(orow, jlo, jhi, s1, init, buf, ca, wa)
+        if pend > 1:
+            _taps1(orow, jlo, jhi, s1, False, buf, cb, wb)
+        if pend > 2:
+            _taps1(orow, jlo, jhi, s1, False, buf, cc, wc)
+        init = False
+    if init:
+        for j in range(jlo, jhi):
+            orow[j] = zero
+    for j in range(wo):
+        if jlo <= j < jhi:
+            continue
+        acc = zero
+        for q in range(nk):
+            k = nzk[q]
+            c = _map_index(j * s1 + k * d1 - off1, wdt, mode)
+            acc += row[k] * (edge if c < 0 else buf[c])
+        orow[j] = acc
+
+
+@njit(inline="always", **_jit)
+def _interior(wdt, wo, kw, off1, s1, d1):
+    """Output columns [jlo, jhi) whose every tap reads inside [0, wdt)."""
+    jlo = min(wo, (off1 + s1 - 1) // s1)
+    jhi = min(wo, (wdt - 1 - (kw - 1) * d1 + off1) // s1 + 1)
+    return jlo, max(jlo, jhi)
+
+
+@njit(parallel=PARALLEL, **_jit)
+def separable2d(x, col, row, out, off0, off1, s0, s1, d0, d1, mode, cval):
+    """``correlate2d`` with the rank-1 kernel ``outer(col, row)``, fused.
+
+    Each output row is one parallel task: the column pass sums the
+    ``col``-weighted source rows into a row buffer, and the row pass
+    correlates that buffer with ``row`` into the output, so no image-sized
+    intermediate is written.  Beyond the left and right edges in constant
+    mode the buffer reads ``cval * sum(col)``, which is what the 2-D kernel
+    sees there.  Arguments as :func:`correlate2d`, with ``col : (Kh,)`` and
+    ``row : (Kw,)``.
+    """
+    nb, wdt = x.shape[0], x.shape[2]
+    ho, wo = out.shape[1], out.shape[2]
+    cv = col.dtype.type(cval)
+    jlo, jhi = _interior(wdt, wo, row.shape[0], off1, s1, d1)
+    nzm, nm = _nonzero(col)
+    nzk, nk = _nonzero(row)
+    edge = cv * col.sum()
+    for t in prange(nb * ho):
+        b = t // ho
+        i = t - b * ho
+        buf = np.empty(wdt, dtype=x.dtype)
+        _column_pass(x, b, i, col, nzm, nm, off0, s0, d0, mode, cv, buf)
+        _row_pass(buf, row, nzk, nk, out[b, i], jlo, jhi, off1, s1, d1, mode, edge)
+
+
+@njit(parallel=PARALLEL, **_jit)
+def gradient_magnitude2d(x, edge, smooth, out, mode, cval):
+    """scikit-image's edge magnitude of a 2-D image in one pass.
+
+    ``out = sqrt(g0**2 + g1**2) / sqrt(2)`` where ``g0`` correlates ``x``
+    with ``outer(edge, smooth)`` and ``g1`` with ``outer(smooth, edge)``
+    (odd lengths, centred).  x, out : (B, H, W).
+    """
+    nb, h, wdt = x.shape
+    k = edge.shape[0]
+    off = k // 2
+    cv = edge.dtype.type(cval)
+    jlo, jhi = _interior(wdt, wdt, k, off, 1, 1)
+    nze, ne = _nonzero(edge)
+    nzs, ns = _nonzero(smooth)
+    edge_e = cv * edge.sum()
+    edge_s = cv * smooth.sum()
+    scale = np.sqrt(x.dtype.type(2))
+    for t in prange(nb * h):
+        b = t // h
+        i = t - b * h
+        be = np.empty(wdt, dtype=x.dtype)
+        bs = np.empty(wdt, dtype=x.dtype)
+        g0 = np.empty(wdt, dtype=x.dtype)
+        g1 = np.empty(wdt, dtype=x.dtype)
+        _column_pass(x, b, i, edge, nze, ne, off, 1, 1, mode, cv, be)
+        _column_pass(x, b, i, smooth, nzs, ns, off, 1, 1, mode, cv, bs)
+        _row_pass(be, smooth, nzs, ns, g0, jlo, jhi, off, 1, 1, mode, edge_e)
+        _row_pass(bs, edge, nze, ne, g1, jlo, jhi, off, 1, 1, mode, edge_s)
+        orow = out[b, i]
+        for j in range(wdt):
+            orow[j] = np.sqrt(g0[j] * g0[j] + g1[j] * g1[j]) / scale
 
 
 @njit(parallel=PARALLEL, **_jit)

@@ -144,22 +144,12 @@ def _fft(x3, w2, plans, code, cval):
 
 
 def _separable(x3, col, row, plans, code, cval):
-    """Two 1-D passes: the column along axis 0, then the row along axis 1.
-
-    In constant mode the second pass reads ``cval * sum(col)`` beyond the
-    edge, which is what the 2-D kernel sees there, so no shifted copy of the
-    input is needed.  The intermediate has the output's rows and the input's
-    columns.
-    """
+    """The rank-1 kernel ``outer(col, row)`` as one fused column/row pass."""
     (off0, n0, s0, d0), (off1, n1, s1, d1) = plans
     dt = x3.dtype
-    tmp = np.empty((x3.shape[0], n0, x3.shape[2]), dtype=dt)
-    cpu.correlate2d(x3, np.ascontiguousarray(col.reshape(-1, 1), dtype=dt), tmp,
-                    off0, 0, s0, 1, d0, 1, code, cval)
     out = np.empty((x3.shape[0], n0, n1), dtype=dt)
-    cval2 = cval * float(np.sum(col)) if code == 0 else cval
-    cpu.correlate2d(tmp, np.ascontiguousarray(row.reshape(1, -1), dtype=dt), out,
-                    0, off1, 1, s1, 1, d1, code, cval2)
+    cpu.separable2d(x3, np.ascontiguousarray(col, dtype=dt), np.ascontiguousarray(row, dtype=dt),
+                    out, off0, off1, s0, s1, d0, d1, code, cval)
     return out
 
 

@@ -53,6 +53,22 @@ def _correlate_axis(x, weights, axis, code, cval, origin=0):
     return out
 
 
+def _correlate_2d(x, col, row, code, cval):
+    """A 2-D image correlated with ``outer(col, row)`` in one fused pass.
+
+    Same as correlating along axis 0 with ``col`` and then along axis 1 with
+    ``row`` (odd lengths, ndimage's centring), except that in constant mode
+    the second pass sees ``cval * sum(col)`` beyond the edge, as the 2-D
+    kernel does.
+    """
+    out = np.empty_like(x)
+    cpu.separable2d(
+        x[None], np.ascontiguousarray(col, dtype=x.dtype), np.ascontiguousarray(row, dtype=x.dtype),
+        out[None], len(col) // 2, len(row) // 2, 1, 1, 1, 1, code, cval,
+    )
+    return out
+
+
 def _per_axis(value, name, ndim, channel_axis):
     """Normalise a scalar-or-sequence parameter to one value per axis.
 
@@ -78,6 +94,9 @@ def _channel_axis(channel_axis, ndim):
 
 
 def _gaussian_float(x, sigmas, code, cval, truncate):
+    if x.ndim == 2 and min(sigmas) > 1e-15:  # the common case, fused
+        col, row = (_k.gaussian1d(sg, truncate=truncate)[::-1] for sg in sigmas)
+        return _correlate_2d(x, col, row, code, cval)
     for axis, sigma in enumerate(sigmas):
         if sigma > 1e-15:
             weights = _k.gaussian1d(sigma, truncate=truncate)[::-1]
@@ -230,24 +249,42 @@ def _edge_filter(image, smooth, axis, mode, cval, mask):
         axes = [check_axis(axis, ndim, "axis")]
     else:
         axes = [check_axis(a, ndim, "axis") for a in axis]
+    if ndim == 2 and sorted(axes) == [0, 1]:
+        out = np.empty_like(x)
+        cpu.gradient_magnitude2d(x[None], _EDGE.astype(x.dtype), smooth.astype(x.dtype),
+                                 out[None], code, cval)
+        return _mask_result(out, mask)
+    if ndim == 2:
+        gradients = [
+            _correlate_2d(x, _EDGE, smooth, code, cval) if a == 0
+            else _correlate_2d(x, smooth, _EDGE, code, cval)
+            for a in axes
+        ]
+        return _mask_result(_magnitude(gradients) if len(axes) > 1 else gradients[0], mask)
     if code == BOUNDARY_CODES["constant"] and cval != 0.0:
         # The edge kernel sums to zero, so a constant border of cval acts like
         # a zero border on x - cval: exactly ndimage's N-D convolution.
         x = x - x.dtype.type(cval)
         cval = 0.0
-    magnitude = len(axes) > 1
-    output = np.zeros_like(x)
+    gradients = []
     for edge_dim in axes:
         r = _correlate_axis(x, _EDGE, edge_dim, code, cval)
         for smooth_dim in range(ndim):
             if smooth_dim != edge_dim:
                 r = _correlate_axis(r, smooth, smooth_dim, code, cval)
-        if magnitude:
-            r *= r
-        output += r
-    if magnitude:
-        output = np.sqrt(output) / np.sqrt(ndim, dtype=output.dtype)
-    return _mask_result(output, mask)
+        gradients.append(r)
+    return _mask_result(_magnitude(gradients) if len(axes) > 1 else gradients[0], mask)
+
+
+def _magnitude(gradients):
+    """``sqrt(sum(g**2) / ndim)`` in scikit-image's order of operations."""
+    output = gradients[0] * gradients[0]
+    for g in gradients[1:]:
+        g *= g
+        output += g
+    np.sqrt(output, out=output)
+    output /= np.sqrt(output.ndim, dtype=output.dtype)
+    return output
 
 
 _EDGE_DOC = """{title}, as ``skimage.filters.{name}``.

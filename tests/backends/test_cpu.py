@@ -82,3 +82,49 @@ def test_pooling(rng, backend, dtype, k, s):
     np.testing.assert_array_equal(out, naive_pool(x, k, s, np.max))
     backend.avg_pool2d(x, out, *k, *s)
     np.testing.assert_allclose(out, naive_pool(x, k, s, np.mean), rtol=1e-6)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("boundary", [b for b in BOUNDARIES if b != "zero"])
+@pytest.mark.parametrize(
+    "kh,kw,mode,stride,dilation",
+    [(3, 3, "same", (1, 1), (1, 1)), (5, 2, "full", (2, 1), (1, 3)), (1, 6, "same", (1, 2), (1, 1)),
+     (7, 1, "valid", (3, 1), (1, 1)), (9, 13, "full", (1, 1), (1, 1))],
+)
+def test_separable2d(rng, backend, dtype, boundary, kh, kw, mode, stride, dilation):
+    x = rng.standard_normal((2, 11, 12)).astype(dtype)
+    col = rng.standard_normal(kh).astype(dtype)
+    row = rng.standard_normal(kw).astype(dtype)
+    col[kh // 2] = 0.0  # zero taps are skipped
+    offs, sizes = [], []
+    for n, k, s, d in zip(x.shape[1:], (kh, kw), stride, dilation):
+        keff = d * (k - 1) + 1
+        off, length = {"full": (keff - 1, n + keff - 1),
+                       "same": ((keff - 1) - (keff - 1) // 2, n),
+                       "valid": (0, n - keff + 1)}[mode]
+        offs.append(off)
+        sizes.append((length - 1) // s + 1)
+    out = np.full((2, *sizes), np.nan, dtype=dtype)
+    backend.separable2d(x, col, row, out, offs[0], offs[1], stride[0], stride[1],
+                        dilation[0], dilation[1], BOUNDARY_CODES[boundary], -0.5)
+    w = np.outer(col, row).astype(np.float64)
+    tol = 1e-5 if dtype == np.float32 else 1e-12
+    for b in range(2):
+        ref = naive_correlate(x[b].astype(np.float64), w, mode, boundary, -0.5, stride, dilation)
+        np.testing.assert_allclose(out[b], ref, rtol=tol, atol=tol)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("boundary", [b for b in BOUNDARIES if b != "zero"])
+def test_gradient_magnitude2d(rng, backend, dtype, boundary):
+    x = rng.standard_normal((2, 9, 14)).astype(dtype)
+    edge = np.array([-1.0, 0.0, 1.0], dtype=dtype)
+    smooth = np.array([1.0, 2.0, 1.0], dtype=dtype) / 4
+    out = np.full_like(x, np.nan)
+    backend.gradient_magnitude2d(x, edge, smooth, out, BOUNDARY_CODES[boundary], 0.3)
+    tol = 1e-5 if dtype == np.float32 else 1e-12
+    for b in range(2):
+        xb = x[b].astype(np.float64)
+        g0 = naive_correlate(xb, np.outer(edge, smooth), "same", boundary, 0.3)
+        g1 = naive_correlate(xb, np.outer(smooth, edge), "same", boundary, 0.3)
+        np.testing.assert_allclose(out[b], np.sqrt((g0**2 + g1**2) / 2), rtol=tol, atol=tol)
