@@ -1,0 +1,721 @@
+"""filtkit.signal against OpenCV, scipy and scikit-image, timed in one process.
+
+Run from the repository root::
+
+    python benchmarks/bench_signal.py            # full run, about 2 minutes on 2 cores;
+                                                 # prints the table and rewrites its section
+                                                 # of benchmarks/RESULTS.md
+    python benchmarks/bench_signal.py --quick    # smoke run (< 30 s), prints only
+
+Every library gets the same arrays and the machine's cores: numba's default thread count,
+``cv2.setNumThreads(n)``, ``scipy.fft.set_workers(n)`` around fftconvolve/oaconvolve (filtkit's
+own FFT path passes ``workers=n``) and OpenBLAS with n threads for the matmul peak.
+scipy.ndimage and scikit-image (which filters through scipy.ndimage) are single-threaded.
+
+Each case first calls every function once (Numba compiles, caches warm) and checks that the
+results agree: the largest difference, relative to ``max|x| * sum|w|`` for correlations (a
+bound on the output) or to ``max|reference|`` for the image filters, must stay below 1e-5 for
+float32 and 1e-11 for float64, otherwise the script stops with an error, so that every ratio
+compares equal work.  Then the functions are timed in three interleaved rounds (filtkit,
+peer 1, peer 2, ..., again), adaptively: about 0.3 s of runs per function, at least 5 runs
+and at most 30; a function slower than 0.5 s per call gets 3 runs.  The median is reported.
+
+Columns of the table:
+
+``case``
+    what is computed: image size, dtype, kernel size K, boundary, and filtkit's method
+    ("auto->fft" is what method="auto" picked).  Correlations use mode="same" and random
+    full-rank kernels.
+``filtkit ms``
+    median filtkit time; ``*`` marks a noisy one (interquartile range above 25 % of it).
+``cv2``, ``ndimage``, ``fftconv``, ``oaconv``, ``skimage``
+    peer time / filtkit time: above 1 means filtkit is faster.  cv2 is cv2.filter2D for the
+    correlations (a correlation with a centred anchor, matching border type), cv2.GaussianBlur
+    for gaussian and two cv2.Sobel calls plus cv2.magnitude for sobel; fftconv/oaconv are
+    scipy.signal.fftconvolve/oaconvolve (mode "same", flipped kernel, so a correlation with a
+    zero boundary); ndimage is scipy.ndimage.correlate with the same mode.
+    "-" means not applicable, "skip (~T s)" that the peer would take about T s per call.
+``GB/s (%BW)``
+    direct correlations only: (input + output bytes) / time, and its share of the measured
+    memory bandwidth (2-thread numba prange copy, read + write bytes / time).  Above 100 %
+    means the data stayed in cache (a 512² image does).  Every call returns a new array,
+    as filtkit's API does, so at 4096² (64 MiB, beyond glibc's reuse of freed blocks) each
+    call also pays the kernel's page faults and zeroing of a fresh output; the summary
+    reports that cost on its own.
+``GFLOP/s (%peak)``
+    direct correlations only: 2 * taps * outputs / time, and its share of the matmul peak of
+    that dtype (numpy matmul, OpenBLAS with n threads).
+``err``
+    the largest relative difference found by the agreement check.
+
+A summary with the headline ratios and pass/fail against the project's targets ends the
+output.
+"""
+
+import os
+import sys
+
+NCORES = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+# OpenBLAS reads its thread count at import time, before numpy is imported.
+os.environ.setdefault("OPENBLAS_NUM_THREADS", str(NCORES))
+
+import argparse  # noqa: E402
+import datetime  # noqa: E402
+import gc  # noqa: E402
+import json  # noqa: E402
+import math  # noqa: E402
+import platform  # noqa: E402
+import statistics  # noqa: E402
+import subprocess  # noqa: E402
+import textwrap  # noqa: E402
+import time  # noqa: E402
+from pathlib import Path  # noqa: E402
+
+import cv2  # noqa: E402
+import numba  # noqa: E402
+import numpy as np  # noqa: E402
+import scipy  # noqa: E402
+import scipy.fft as sfft  # noqa: E402
+import scipy.ndimage as ndi  # noqa: E402
+import scipy.signal as ssig  # noqa: E402
+import skimage  # noqa: E402
+import skimage.data  # noqa: E402
+import skimage.filters as skf  # noqa: E402
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))  # benchmark this working tree
+
+import filtkit  # noqa: E402
+from filtkit import signal as fs  # noqa: E402
+
+RESULTS = ROOT / "benchmarks" / "RESULTS.md"
+START, END = "<!-- bench_signal start -->", "<!-- bench_signal end -->"
+
+CV_BORDER = {"constant": cv2.BORDER_CONSTANT, "reflect": cv2.BORDER_REFLECT}
+TOL = {np.dtype(np.float32): 1e-5, np.dtype(np.float64): 1e-11}
+PEERS = ("cv2", "ndimage", "fftconv", "oaconv", "skimage")
+NOISY = 0.25  # interquartile range / median above which a filtkit time is starred
+# skimage.filters.sobel = sqrt((gx**2 + gy**2) / 2) with kernels [1, 2, 1] / 4 x [1, 0, -1];
+# cv2.Sobel is unnormalised, so this scale makes cv2.magnitude of its two derivatives equal.
+SOBEL_SCALE = 1.0 / (4.0 * math.sqrt(2.0))
+
+
+class Config:
+    """The grid and the timing policy, full or --quick."""
+
+    def __init__(self, quick):
+        self.quick = quick
+        if quick:
+            self.grid = [(256, np.float32, (3, 7, 31)), (256, np.float64, (5,))]
+            self.filter_size, self.sigmas = 512, (1, 3)
+            self.target_s, self.min_runs, self.max_runs = 0.02, 3, 5
+            self.copy_mb, self.matmul_n, self.memory_n = 64, 512, 2048
+        else:
+            ks = (3, 5, 7, 9, 15, 31, 63)
+            self.grid = [
+                (512, np.float32, ks),
+                (512, np.float64, ks),
+                (2048, np.float32, ks),
+                (2048, np.float64, ks),
+                (4096, np.float32, (3, 7)),
+            ]
+            self.filter_size, self.sigmas = 2048, (1, 3, 8)
+            self.target_s, self.min_runs, self.max_runs = 0.3, 5, 30
+            self.copy_mb, self.matmul_n, self.memory_n = 512, 2048, 8192
+        self.slow_s, self.slow_runs = 0.5, 3
+        self.ndimage_max_s = 1.0  # predicted seconds per call above which ndimage is skipped
+        self.boundaries = ("constant", "reflect")
+
+
+# ---------------------------------------------------------------------------------------------
+# timing
+
+
+def _once(f):
+    t0 = time.perf_counter()
+    f()
+    return time.perf_counter() - t0
+
+
+def _n_runs(probe_s, cfg):
+    if probe_s > cfg.slow_s:
+        return cfg.slow_runs
+    return max(cfg.min_runs, min(cfg.max_runs, math.ceil(cfg.target_s / max(probe_s, 1e-9))))
+
+
+def bench(fns, cfg):
+    """Median seconds and spread of each (already warmed up) zero-argument function.
+
+    One probe call per function sets its number of runs; the runs are split into three
+    rounds, interleaved across the functions so that all of them see the same machine.
+    """
+    samples = {name: [] for name in fns}
+    plan = {}
+    gc.disable()
+    try:
+        for name, f in fns.items():
+            t = _once(f)
+            samples[name].append(t)
+            plan[name] = _n_runs(t, cfg) - 1
+        for rnd in range(3):
+            for name, f in fns.items():
+                todo = plan[name] // 3 + (rnd < plan[name] % 3)
+                for _ in range(todo):
+                    samples[name].append(_once(f))
+    finally:
+        gc.enable()
+    out = {}
+    for name, ts in samples.items():
+        med = statistics.median(ts)
+        q = np.percentile(ts, [25, 75]) if len(ts) >= 4 else (med, med)
+        out[name] = (med, (q[1] - q[0]) / med, len(ts))
+    return out
+
+
+def check(label, peer, got, ref, scale, dtype):
+    """Abort unless ``got`` (filtkit) and ``ref`` (peer) agree to the dtype's tolerance."""
+    got, ref = np.asarray(got), np.asarray(ref)
+    if got.shape != ref.shape:
+        sys.exit(f"RESULTS DISAGREE: {label} vs {peer}: shape {got.shape} != {ref.shape}")
+    err = float(np.max(np.abs(got.astype(np.float64) - ref))) / scale
+    tol = TOL[np.dtype(dtype)]
+    if not err <= tol:  # also catches NaN
+        sys.exit(
+            f"RESULTS DISAGREE: {label} vs {peer}: max relative difference {err:.3g} "
+            f"> tolerance {tol:g}; the timings would not compare equal work"
+        )
+    return err
+
+
+def progress(msg):
+    print(msg, file=sys.stderr, flush=True)
+
+
+# ---------------------------------------------------------------------------------------------
+# machine limits and description
+
+
+@numba.njit(parallel=True, cache=False)
+def _copy_rows(src, dst):
+    for r in numba.prange(src.shape[0]):
+        dst[r, :] = src[r, :]
+
+
+def measure_limits(cfg):
+    """Memory bandwidth (GB/s, read + write) and float32/float64 matmul GFLOP/s.
+
+    The matmuls run first: OpenBLAS threads starve when they follow Numba's OpenMP
+    regions (see ../shared/NUMBA_NOTES.md).
+    """
+    peak = {}
+    n = cfg.matmul_n
+    rng = np.random.default_rng(7)
+    for dt in (np.float32, np.float64):
+        a = rng.random((n, n)).astype(dt)
+        b = rng.random((n, n)).astype(dt)
+        a @ b
+        ts = [_once(lambda a=a, b=b: a @ b) for _ in range(7)]
+        peak[np.dtype(dt)] = 2.0 * n**3 / statistics.median(ts) / 1e9
+    rows = cfg.copy_mb * 2**20 // (4 * 4096)
+    src = np.random.default_rng(8).random((rows, 4096), dtype=np.float32)
+    dst = np.zeros_like(src)
+    _copy_rows(src, dst)
+    if not np.array_equal(src, dst):
+        sys.exit("bandwidth copy kernel is wrong")
+    ts = [_once(lambda: _copy_rows(src, dst)) for _ in range(11)]
+    bw = 2.0 * src.nbytes / statistics.median(ts) / 1e9
+    return bw, peak
+
+
+def cpu_busy(seconds=0.5):
+    """Fraction of all CPU time spent busy (by anything) over ``seconds``."""
+
+    def read():
+        with open("/proc/stat") as fh:
+            vals = [int(v) for v in fh.readline().split()[1:]]
+        return sum(vals), vals[3] + vals[4]  # total, idle + iowait
+
+    try:
+        t0, i0 = read()
+        time.sleep(seconds)
+        t1, i1 = read()
+    except OSError:
+        return float("nan")
+    return 1.0 - (i1 - i0) / max(t1 - t0, 1)
+
+
+def machine_description():
+    model, mem = platform.processor() or "unknown", "unknown"
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                model = line.split(":", 1)[1].strip()
+                break
+        for line in Path("/proc/meminfo").read_text().splitlines():
+            if line.startswith("MemTotal"):
+                mem = f"{int(line.split()[1]) / 2**20:.1f} GiB"
+                break
+    except OSError:
+        pass
+    return model, mem
+
+
+def git_state():
+    """Commit of the benchmarked tree, and whether filtkit/ has uncommitted changes."""
+    try:
+        head = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT,
+                              capture_output=True, text=True, timeout=10).stdout.strip()
+        dirty = subprocess.run(["git", "status", "--porcelain", "--", "filtkit"], cwd=ROOT,
+                               capture_output=True, text=True, timeout=10).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"
+    if not head:
+        return "unknown"
+    return head + (" + uncommitted changes in filtkit/" if dirty else "")
+
+
+def versions():
+    return {
+        "python": platform.python_version(),
+        "numpy": np.__version__,
+        "numba": numba.__version__,
+        "scipy": scipy.__version__,
+        "scikit-image": skimage.__version__,
+        "opencv": cv2.__version__,
+        "filtkit": filtkit.__version__,
+    }
+
+
+# ---------------------------------------------------------------------------------------------
+# cases
+
+
+def _fftconv(x, w):
+    with sfft.set_workers(NCORES):
+        return ssig.fftconvolve(x, w[::-1, ::-1], mode="same")
+
+
+def _oaconv(x, w):
+    with sfft.set_workers(NCORES):
+        return ssig.oaconvolve(x, w[::-1, ::-1], mode="same")
+
+
+def _method_label(w, method):
+    if method != "auto":
+        return method
+    try:  # which path "auto" takes (private helper, only for the label)
+        from filtkit.signal._correlate import _choose_method
+
+        return "auto->" + _choose_method("auto", w, w.dtype)[0]
+    except (ImportError, AttributeError, TypeError, ValueError):
+        return "auto"
+
+
+def _dt(dtype):
+    return "f32" if np.dtype(dtype) == np.float32 else "f64"
+
+
+class Runner:
+    def __init__(self, cfg, bw, peak):
+        self.cfg, self.bw, self.peak = cfg, bw, peak
+        self.rows = []
+        self.facts = {}  # (kind, size, dtype, K, boundary) -> per-library medians
+        self.ndimage_ns_per_tap = None
+
+    def calibrate_ndimage(self):
+        x = np.random.default_rng(3).random((256, 256)).astype(np.float32)
+        w = np.ones((9, 9), np.float32)
+        ndi.correlate(x, w, mode="constant")
+        t = min(_once(lambda: ndi.correlate(x, w, mode="constant")) for _ in range(3))
+        self.ndimage_ns_per_tap = t / (x.size * w.size) * 1e9
+
+    def add_row(self, case, timings, errs, skipped, direct=None):
+        fk, spread, _ = timings["filtkit"]
+        ratios = {}
+        for peer in PEERS:
+            if peer in timings:
+                ratios[peer] = f"{timings[peer][0] / fk:.2f}"
+            elif peer in skipped:
+                ratios[peer] = skipped[peer]
+            else:
+                ratios[peer] = "-"
+        gbs = gfl = "-"
+        if direct is not None:
+            nbytes, flops, dtype = direct
+            g = nbytes / fk / 1e9
+            f = flops / fk / 1e9
+            gbs = f"{g:.1f} ({100 * g / self.bw:.0f}%)"
+            gfl = f"{f:.1f} ({100 * f / self.peak[np.dtype(dtype)]:.0f}%)"
+        star = " *" if spread > NOISY else ""
+        self.rows.append(
+            [case, f"{fk * 1e3:.3f}{star}", *(ratios[p] for p in PEERS), gbs, gfl,
+             f"{max(errs.values(), default=0.0):.1e}"]
+        )
+
+    def correlation(self, n, dtype, k, boundary, x, rng):
+        w = rng.standard_normal((k, k)).astype(dtype)
+        method = "direct" if k <= 15 else "auto"
+        label = f"corr {n}² {_dt(dtype)} K{k} {boundary} {_method_label(w, method)}"
+        progress(f"  {label}")
+
+        def fk():
+            return fs.correlate(x, w, mode="same", boundary=boundary, method=method)
+
+        ref = fk()  # warm-up: compiles or loads the Numba cache
+        scale = float(np.abs(x).max() * np.abs(w).sum())
+        fns = {"filtkit": fk}
+        fns["cv2"] = lambda: cv2.filter2D(x, -1, w, borderType=CV_BORDER[boundary])
+        skipped = {}
+        predicted = self.ndimage_ns_per_tap * 1e-9 * x.size * w.size
+        required = n == 2048 and dtype == np.float32 and k <= 15 and boundary == "constant"
+        if predicted <= self.cfg.ndimage_max_s or required:
+            fns["ndimage"] = lambda: ndi.correlate(x, w, mode=boundary, cval=0.0)
+        else:
+            skipped["ndimage"] = f"skip (~{predicted:.0f} s)"
+        if method == "auto" and boundary == "constant":
+            fns["fftconv"] = lambda: _fftconv(x, w)
+            fns["oaconv"] = lambda: _oaconv(x, w)
+        errs = {}
+        for peer, f in fns.items():
+            if peer != "filtkit":
+                errs[peer] = check(label, peer, ref, f(), scale, dtype)
+        timings = bench(fns, self.cfg)
+        direct = None
+        if method == "direct":
+            direct = (2 * x.nbytes, 2.0 * k * k * x.size, dtype)
+        self.add_row(label, timings, errs, skipped, direct)
+        self.facts[("corr", n, np.dtype(dtype), k, boundary)] = {
+            p: t[0] for p, t in timings.items()
+        }
+        if direct is not None:
+            self.facts[("gbs", n, np.dtype(dtype), k, boundary)] = (
+                direct[0] / timings["filtkit"][0] / 1e9
+            )
+
+    def fresh_output(self, n=4096):
+        """Median time to allocate and first touch an n x n float32 array."""
+        ts = [_once(lambda: np.empty((n, n), np.float32).fill(0.0)) for _ in range(11)]
+        self.facts["fresh_output_s"] = statistics.median(ts)
+
+    def correlations(self):
+        for n, dtype, ks in self.cfg.grid:
+            x = np.random.default_rng(n).random((n, n)).astype(dtype)
+            rng = np.random.default_rng(n + 1)
+            for k in ks:
+                for boundary in self.cfg.boundaries:
+                    self.correlation(n, dtype, k, boundary, x, rng)
+
+    def _filter_case(self, label, kind, fk, peers, dtype):
+        progress(f"  {label}")
+        ref = fk()
+        scale = max(float(np.abs(ref).max()), 1e-30)
+        errs = {p: check(label, p, ref, f(), scale, dtype) for p, f in peers.items()}
+        timings = bench({"filtkit": fk, **peers}, self.cfg)
+        self.add_row(label, timings, errs, {})
+        self.facts[kind] = {p: t[0] for p, t in timings.items()}
+
+    def image_filters(self):
+        n = self.cfg.filter_size
+        for dtype in (np.float32, np.float64):
+            x = np.random.default_rng(11).random((n, n)).astype(dtype)
+            for sigma in self.cfg.sigmas:
+                r = int(4.0 * sigma + 0.5)
+                self._filter_case(
+                    f"gaussian σ{sigma} {n}² {_dt(dtype)} nearest",
+                    ("gaussian", np.dtype(dtype), sigma),
+                    lambda x=x, s=sigma: fs.gaussian(x, s, mode="nearest"),
+                    {
+                        "skimage": lambda x=x, s=sigma: skf.gaussian(x, sigma=s, mode="nearest"),
+                        "cv2": lambda x=x, s=sigma, r=r: cv2.GaussianBlur(
+                            x, (2 * r + 1, 2 * r + 1), sigmaX=s, sigmaY=s,
+                            borderType=cv2.BORDER_REPLICATE),
+                    },
+                    dtype,
+                )
+            self._filter_case(
+                f"sobel {n}² {_dt(dtype)} reflect",
+                ("sobel", np.dtype(dtype)),
+                lambda x=x: fs.sobel(x),
+                {
+                    "skimage": lambda x=x: skf.sobel(x),
+                    "cv2": lambda x=x: cv2.magnitude(
+                        cv2.Sobel(x, -1, 1, 0, ksize=3, scale=SOBEL_SCALE,
+                                  borderType=cv2.BORDER_REFLECT),
+                        cv2.Sobel(x, -1, 0, 1, ksize=3, scale=SOBEL_SCALE,
+                                  borderType=cv2.BORDER_REFLECT)),
+                },
+                dtype,
+            )
+
+    def photos(self):
+        cam, ast = skimage.data.camera(), skimage.data.astronaut()
+        cases = [
+            ("camera gaussian σ2", lambda: fs.gaussian(cam, 2),
+             lambda: skf.gaussian(cam, sigma=2)),
+            ("astronaut gaussian σ2 channel_axis=-1",
+             lambda: fs.gaussian(ast, 2, channel_axis=-1),
+             lambda: skf.gaussian(ast, sigma=2, channel_axis=-1)),
+            ("camera sobel", lambda: fs.sobel(cam), lambda: skf.sobel(cam)),
+            ("camera laplace", lambda: fs.laplace(cam), lambda: skf.laplace(cam)),
+            ("camera unsharp_mask r1 a1", lambda: fs.unsharp_mask(cam, 1, 1),
+             lambda: skf.unsharp_mask(cam, 1, 1)),
+            # skimage 0.26's unsharp_mask slices the wrong axis for a negative channel_axis
+            # (scikit-image issue 7264), so it gets the same axis as 2.
+            ("astronaut unsharp_mask r1 a1 channel_axis=-1",
+             lambda: fs.unsharp_mask(ast, 1, 1, channel_axis=-1),
+             lambda: skf.unsharp_mask(ast, 1, 1, channel_axis=2)),
+        ]
+        for name, fk, sk in cases:
+            shape = "x".join(map(str, (ast if "astronaut" in name else cam).shape))
+            self._filter_case(f"{name} ({shape} uint8)", ("photo", name), fk,
+                              {"skimage": sk}, np.float64)
+
+
+# ---------------------------------------------------------------------------------------------
+# peak memory in a fresh process
+
+_MEMORY_SNIPPET = """
+import json, resource, sys, tracemalloc
+import numpy as np
+from filtkit import signal
+
+n = int(sys.argv[1])
+w = np.random.default_rng(1).standard_normal((7, 7)).astype(np.float32)
+signal.correlate(np.ones((64, 64), np.float32), w, method="direct", boundary="constant")
+x = np.random.default_rng(0).random((n, n), dtype=np.float32)
+
+def rss():
+    # (current, peak) resident bytes: VmRSS / VmHWM, else ru_maxrss for both
+    try:
+        with open("/proc/self/status") as fh:
+            kb = dict(line.split(":", 1) for line in fh if line.startswith(("VmRSS", "VmHWM")))
+        return int(kb["VmRSS"].split()[0]) * 1024, int(kb["VmHWM"].split()[0]) * 1024
+    except (OSError, KeyError):
+        peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+        return peak, peak
+
+try:  # reset the peak RSS (Linux >= 4.0) so that VmHWM measures this call only
+    with open("/proc/self/clear_refs", "w") as fh:
+        fh.write("5")
+except OSError:
+    pass
+before_now, before_max = rss()
+tracemalloc.start()
+y = signal.correlate(x, w, method="direct", boundary="constant")
+traced_peak = tracemalloc.get_traced_memory()[1]
+tracemalloc.stop()
+after_max = rss()[1]
+print(json.dumps(dict(in_bytes=x.nbytes, out_bytes=y.nbytes, traced_peak=traced_peak,
+                      rss_before=before_now, maxrss_before=before_max, maxrss_after=after_max)))
+"""
+
+
+def measure_memory(n):
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join(
+        p for p in (str(ROOT), os.environ.get("PYTHONPATH")) if p))
+    proc = subprocess.run([sys.executable, "-c", _MEMORY_SNIPPET, str(n)], cwd=ROOT, env=env,
+                          capture_output=True, text=True, timeout=300)
+    if proc.returncode != 0:
+        sys.exit(f"memory measurement failed:\n{proc.stderr}")
+    m = json.loads(proc.stdout.strip().splitlines()[-1])
+    io_bytes = m["in_bytes"] + m["out_bytes"]
+    # extra = peak during the call beyond input and output, by both measures
+    extra_traced = m["traced_peak"] - m["out_bytes"]
+    extra_rss = max(m["maxrss_after"], m["rss_before"]) - m["rss_before"] - m["out_bytes"]
+    m.update(io_bytes=io_bytes, extra_traced=extra_traced, extra_rss=extra_rss,
+             ratio=(io_bytes + max(extra_traced, extra_rss)) / io_bytes,
+             # an earlier peak that the reset did not clear hides this call's peak
+             baseline_caveat=m["maxrss_before"] > m["rss_before"] + m["out_bytes"] // 10)
+    return m
+
+
+# ---------------------------------------------------------------------------------------------
+# report
+
+
+def table(rows):
+    head = ["case", "filtkit ms", *PEERS, "GB/s (%BW)", "GFLOP/s (%peak)", "err"]
+    widths = [max(len(str(r[i])) for r in [head, *rows]) for i in range(len(head))]
+
+    def line(cells):
+        return "| " + " | ".join(str(c).ljust(w) for c, w in zip(cells, widths, strict=True)) + " |"
+
+    sep = "|" + "|".join("-" * (w + 2) for w in widths) + "|"
+    return "\n".join([line(head), sep, *(line(r) for r in rows)])
+
+
+def geomean(vals):
+    return math.exp(sum(math.log(v) for v in vals) / len(vals)) if vals else float("nan")
+
+
+def summary(run, mem, bw):
+    facts, lines, verdicts = run.facts, [], []
+
+    def verdict(ok, text):
+        tag = "n/a " if ok is None else ("PASS" if ok else "FAIL")
+        verdicts.append(ok)
+        lines.append(f"[{tag}] {text}")
+
+    f32 = np.dtype(np.float32)
+    cases = [("corr", 2048, f32, k, "constant") for k in (3, 5, 7, 9, 15)]
+    have = [c for c in cases if c in facts]
+    if have:
+        cv = {c[3]: facts[c]["cv2"] / facts[c]["filtkit"] for c in have}
+        nd = {c[3]: facts[c]["ndimage"] / facts[c]["filtkit"] for c in have}
+        g, worst = geomean(list(cv.values())), min(cv, key=cv.get)
+        per_k = ", ".join(f"K{k} {v:.2f}" for k, v in cv.items())
+        verdict(g >= 1.5 and cv[worst] >= 1.0,
+                f"cv2.filter2D / filtkit, 2048² f32 constant K3-15: geomean {g:.2f} "
+                f"(target >= 1.5), min {cv[worst]:.2f} at K{worst} (target >= 1.0) [{per_k}]")
+        g, worst = geomean(list(nd.values())), min(nd, key=nd.get)
+        per_k = ", ".join(f"K{k} {v:.1f}" for k, v in nd.items())
+        verdict(g >= 20, f"scipy.ndimage / filtkit, same cases: geomean {g:.1f} (target >= 20), "
+                         f"min {nd[worst]:.1f} at K{worst} [{per_k}]")
+    else:
+        verdict(None, "cv2.filter2D and scipy.ndimage targets: 2048² f32 cases not run")
+
+    for peer, name, target in (("skimage", "skimage.filters.gaussian", 10),
+                               ("cv2", "cv2.GaussianBlur", 1.0)):
+        r = {k: v[peer] / v["filtkit"] for k, v in facts.items() if k[0] == "gaussian"}
+        if r:
+            worst = min(r, key=r.get)
+            detail = ", ".join(f"{_dt(k[1])} σ{k[2]} {v:.2f}" for k, v in r.items())
+            verdict(geomean(list(r.values())) >= target,
+                    f"{name} / filtkit gaussian, {run.cfg.filter_size}² f32+f64: geomean "
+                    f"{geomean(list(r.values())):.2f} (target >= {target}), min {r[worst]:.2f} "
+                    f"[{detail}]")
+    r = {k: v["skimage"] / v["filtkit"] for k, v in facts.items() if k[0] == "sobel"}
+    if r:
+        detail = ", ".join(f"{_dt(k[1])} {v:.1f}" for k, v in r.items())
+        verdict(geomean(list(r.values())) >= 10,
+                f"skimage.filters.sobel / filtkit, {run.cfg.filter_size}² f32+f64: geomean "
+                f"{geomean(list(r.values())):.1f} (target >= 10) [{detail}]")
+    r = {k: v["cv2"] / v["filtkit"] for k, v in facts.items() if k[0] == "sobel"}
+    if r:
+        detail = ", ".join(f"{_dt(k[1])} {v:.2f}" for k, v in r.items())
+        lines.append(f"[info] cv2 (2x Sobel + magnitude) / filtkit sobel: [{detail}]")
+
+    fft = {k: v["filtkit"] / min(v["fftconv"], v["oaconv"])
+           for k, v in facts.items() if k[0] == "corr" and "fftconv" in v}
+    if fft:
+        worst = max(fft, key=fft.get)
+        detail = ", ".join(f"{k[1]}² {_dt(k[2])} K{k[3]} {v:.2f}" for k, v in fft.items())
+        verdict(fft[worst] <= 1.2,
+                f"filtkit auto / min(fftconvolve, oaconvolve), K31+K63 constant: worst "
+                f"{fft[worst]:.2f} at {worst[1]}² {_dt(worst[2])} K{worst[3]} "
+                f"(target <= 1.2) [{detail}]")
+
+    for boundary in run.cfg.boundaries:
+        key = ("gbs", 4096, f32, 3, boundary)
+        if key in facts:
+            g = facts[key]
+            ms = 1e3 * facts[("corr", 4096, f32, 3, boundary)]["filtkit"]
+            verdict(g >= 0.75 * bw, f"3x3 {boundary} on 4096² f32: {g:.1f} GB/s = "
+                                    f"{100 * g / bw:.0f}% of {bw:.1f} GB/s (target >= 75%), "
+                                    f"{ms:.2f} ms per call")
+        else:
+            verdict(None, f"3x3 {boundary} on 4096² f32: not run")
+
+    if "fresh_output_s" in facts:
+        lines.append(f"[info] allocating and first touching a fresh 4096² f32 output "
+                     f"(np.empty + fill) alone takes {1e3 * facts['fresh_output_s']:.2f} ms "
+                     "(page faults + zeroing), part of every call above")
+
+    mib = 2**20
+    caveat = " (rss baseline uncertain)" if mem["baseline_caveat"] else ""
+    verdict(mem["ratio"] <= 1.10,
+            f"peak memory, {mem['n']}² f32 7x7 direct constant: input+output "
+            f"{mem['io_bytes'] / mib:.0f} MiB, extra {mem['extra_traced'] / mib:.1f} MiB "
+            f"(tracemalloc) / {mem['extra_rss'] / mib:.1f} MiB (peak RSS){caveat}; total "
+            f"{mem['ratio']:.3f} x (input+output) (target <= 1.10)")
+    return lines, verdicts
+
+
+def write_results(text):
+    block = f"{START}\n{text.rstrip()}\n{END}"
+    if RESULTS.exists():
+        content = RESULTS.read_text()
+        i, j = content.find(START), content.find(END)
+        if 0 <= i < j:
+            content = content[:i] + block + content[j + len(END):]
+        else:
+            content = content.rstrip() + "\n\n" + block + "\n"
+    else:
+        content = "# Benchmark results\n\n" + block + "\n"
+    RESULTS.write_text(content)
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--quick", action="store_true",
+                        help="tiny smoke run (< 30 s); does not write RESULTS.md")
+    args = parser.parse_args(argv)
+    cfg = Config(args.quick)
+    t_start = time.perf_counter()
+    started = datetime.datetime.now().astimezone()
+
+    busy_before = cpu_busy()
+    if busy_before > 0.10:
+        progress(f"WARNING: the CPUs were {100 * busy_before:.0f}% busy before the benchmark "
+                 "started; timings will be unreliable")
+    cv2.setNumThreads(NCORES)
+    numba.set_num_threads(min(NCORES, numba.config.NUMBA_NUM_THREADS))
+    progress("measuring machine limits ...")
+    bw, peak = measure_limits(cfg)
+    run = Runner(cfg, bw, peak)
+    run.calibrate_ndimage()
+    progress("correlations ...")
+    run.correlations()
+    if any(n == 4096 for n, _, _ in cfg.grid):
+        run.fresh_output()
+    progress("image filters ...")
+    run.image_filters()
+    progress("photographs ...")
+    run.photos()
+    progress("peak memory (fresh process) ...")
+    mem = measure_memory(cfg.memory_n)
+    mem["n"] = cfg.memory_n
+    busy_after = cpu_busy()
+    elapsed = time.perf_counter() - t_start
+
+    model, ram = machine_description()
+    vers = ", ".join(f"{k} {v}" for k, v in versions().items())
+    command = " ".join(["python", *sys.argv])
+    reductions = (
+        "quick smoke run: tiny grid, few repeats" if cfg.quick else
+        "4096² only float32 with K3 and K7; scipy.ndimage skipped where it would take more "
+        f"than {cfg.ndimage_max_s:g} s per call (predicted from {run.ndimage_ns_per_tap:.2f} "
+        "ns per tap and pixel), except 2048² f32 K3-15 constant; fftconvolve/oaconvolve only "
+        "for K31/K63 with the constant (zero) boundary"
+    )
+    head = textwrap.dedent(f"""\
+        ## bench_signal: filtkit.signal vs OpenCV, scipy, scikit-image
+
+        - Date: {started.isoformat(timespec='seconds')}; command: `{command}`; run time \
+{elapsed:.0f} s
+        - CPU: {model}, {NCORES} cores ({os.cpu_count()} logical CPUs visible), memory {ram}
+        - Versions: {vers}; filtkit tree: {git_state()}
+        - Threads: numba {numba.get_num_threads()} ({numba.threading_layer()} layer), \
+cv2.setNumThreads({cv2.getNumThreads()}), scipy.fft workers {NCORES}, OpenBLAS \
+{os.environ['OPENBLAS_NUM_THREADS']}; scipy.ndimage and scikit-image run single-threaded
+        - Measured limits: memory bandwidth {bw:.1f} GB/s (read + write, 2-thread numba prange \
+copy of {cfg.copy_mb} MiB); matmul peak float32 {peak[np.dtype(np.float32)]:.0f} GFLOP/s, \
+float64 {peak[np.dtype(np.float64)]:.0f} GFLOP/s
+        - CPU busy before / after: {100 * busy_before:.0f}% / {100 * busy_after:.0f}% \
+(other load makes the timings unreliable)
+        - Reductions: {reductions}
+        - Ratios are peer time / filtkit time (above 1 = filtkit faster), medians of \
+interleaved runs after a warm-up and an agreement check; see the docstring of \
+benchmarks/bench_signal.py for the columns. `*` = noisy filtkit time.
+        """)
+    lines, _ = summary(run, mem, bw)
+    report = "\n".join([head, table(run.rows), "", "### Summary", "", "```",
+                        *lines, f"total run time {elapsed:.0f} s", "```", ""])
+    print(report)
+    if not cfg.quick:
+        write_results(report)
+        progress(f"wrote {RESULTS.relative_to(ROOT)}")
+
+
+if __name__ == "__main__":
+    main()
