@@ -93,15 +93,32 @@ def _channel_axis(channel_axis, ndim):
     return None if channel_axis is None else check_axis(channel_axis, ndim, "channel_axis")
 
 
+def _smooth(x, weights, code, cval):
+    """Correlate ``x`` along every axis whose entry of ``weights`` is not None.
+
+    The weights must sum to 1 (Gaussian, box): then the fused two-axis pass,
+    used whenever exactly two axes are filtered (a grey image, or a colour
+    image with its channel axis left alone), equals scipy.ndimage's
+    sequence of 1-D passes to rounding, in constant mode too.
+    """
+    axes = [a for a, w in enumerate(weights) if w is not None]
+    if len(axes) != 2:
+        for a in axes:
+            x = _correlate_axis(x, weights[a], a, code, cval)
+        return x
+    moved = np.ascontiguousarray(np.moveaxis(x, axes, (-2, -1)))
+    batch = moved.reshape(-1, *moved.shape[-2:])
+    out = np.empty_like(batch)
+    col, row = (np.ascontiguousarray(weights[a], dtype=x.dtype) for a in axes)
+    cpu.separable2d(batch, col, row, out, len(col) // 2, len(row) // 2,
+                    1, 1, 1, 1, code, cval)
+    return np.ascontiguousarray(np.moveaxis(out.reshape(moved.shape), (-2, -1), axes))
+
+
 def _gaussian_float(x, sigmas, code, cval, truncate):
-    if x.ndim == 2 and min(sigmas) > 1e-15:  # the common case, fused
-        col, row = (_k.gaussian1d(sg, truncate=truncate)[::-1] for sg in sigmas)
-        return _correlate_2d(x, col, row, code, cval)
-    for axis, sigma in enumerate(sigmas):
-        if sigma > 1e-15:
-            weights = _k.gaussian1d(sigma, truncate=truncate)[::-1]
-            x = _correlate_axis(x, weights, axis, code, cval)
-    return x
+    weights = [_k.gaussian1d(sg, truncate=truncate)[::-1] if sg > 1e-15 else None
+               for sg in sigmas]
+    return _smooth(x, weights, code, cval)
 
 
 def gaussian(
@@ -214,12 +231,12 @@ def uniform(
     channel_axis = _channel_axis(channel_axis, image.ndim)
     sizes = _per_axis(size, "size", image.ndim, channel_axis)
     code, cval = check_boundary(mode, cval, name="mode")
-    x = as_float(image, scale=not preserve_range)
     for axis, s in enumerate(sizes):
         if s != int(s) or (s < 1 and axis != channel_axis):
             raise ValueError(f"`size` must be integers >= 1, got {size!r}")
-        if int(s) > 1:
-            x = _correlate_axis(x, np.full(int(s), 1.0 / int(s)), axis, code, cval)
+    x = as_float(image, scale=not preserve_range)
+    weights = [np.full(int(s), 1.0 / int(s)) if s > 1 else None for s in sizes]
+    x = _smooth(x, weights, code, cval)
     return x.copy() if np.shares_memory(x, image) else x
 
 
@@ -340,12 +357,12 @@ def scharr(image, mask=None, *, axis=None, mode="reflect", cval=0.0):
     return _edge_filter(image, _SMOOTH["scharr"], axis, mode, cval, mask)
 
 
-for _fn, _title, _smooth in [
+for _fn, _title, _smooth_doc in [
     (sobel, "Sobel edge filter", "[1, 2, 1] / 4"),
     (prewitt, "Prewitt edge filter", "[1, 1, 1] / 3"),
     (scharr, "Scharr edge filter", "[3, 10, 3] / 16"),
 ]:
-    _fn.__doc__ = _EDGE_DOC.format(title=_title, name=_fn.__name__, smooth=_smooth)
+    _fn.__doc__ = _EDGE_DOC.format(title=_title, name=_fn.__name__, smooth=_smooth_doc)
 
 
 def _make_directional(base, axis, direction):
