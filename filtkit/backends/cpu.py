@@ -63,6 +63,31 @@ def boundary_index(n, lo, hi, mode):
     return out
 
 
+@njit(parallel=PARALLEL, **_jit)
+def extend2d(x, out, idx0, idx1, cval):
+    """out[b, a, c] = x[b, idx0[a], idx1[c]], or cval where an index is -1.
+
+    Writes the boundary-extended image (indices from :func:`boundary_index`)
+    into the top-left corner of ``out`` in one pass; the FFT path then
+    transforms ``out`` (zero beyond that corner) without another copy.
+    """
+    nb = x.shape[0]
+    n0, n1 = idx0.shape[0], idx1.shape[0]
+    for t in prange(nb * n0):
+        b = t // n0
+        a = t - b * n0
+        r = idx0[a]
+        orow = out[b, a]
+        if r < 0:
+            for c in range(n1):
+                orow[c] = cval
+        else:
+            xrow = x[b, r]
+            for c in range(n1):
+                k = idx1[c]
+                orow[c] = cval if k < 0 else xrow[k]
+
+
 @njit(inline="always", **_jit)
 def _taps4(dst, jlo, jhi, s1, init, xa, ca, wa, xb, cb, wb, xc, cc, wc, xd, cd, wd):
     """dst[j] (+)= sum of up to four taps ``w * x[j*s1 + c]`` over [jlo, jhi).

@@ -14,7 +14,6 @@ from .._validate import (
     float_dtype,
 )
 from ..backends import cpu
-from .padding import extend
 
 METHODS = ("auto", "direct", "separable", "fft")
 
@@ -126,21 +125,21 @@ def _fft(x3, w2, plans, code, cval):
     keff = [d * (k - 1) + 1 for k, (_, _, _, d) in zip(w2.shape, plans)]
     wd = np.zeros(keff, dtype=x3.dtype)
     wd[:: plans[0][3], :: plans[1][3]] = w2
-    xp = x3
-    lengths = []
+    idx, fshape = [], []
     for axis, ((off, n_out, s, _), k) in enumerate(zip(plans, keff), start=1):
         length = (n_out - 1) * s + 1  # stride-1 outputs needed
-        xp = extend(xp, axis, off, max(0, length + k - 1 - off - x3.shape[axis]), code, cval)
-        lengths.append(length)
-    fshape = [sfft.next_fast_len(n, real=True) for n in xp.shape[1:]]
+        after = max(0, length + k - 1 - off - x3.shape[axis])
+        idx.append(cpu.boundary_index(x3.shape[axis], off, after, code))
+        fshape.append(sfft.next_fast_len(len(idx[-1]), real=True))
+    xp = np.zeros((x3.shape[0], *fshape), dtype=x3.dtype)
+    cpu.extend2d(x3, xp, idx[0], idx[1], cval)
     workers = _config.THREADS
-    spec = sfft.rfft2(xp, s=fshape, workers=workers)
+    spec = sfft.rfft2(xp, workers=workers)
     spec *= sfft.rfft2(wd[::-1, ::-1], s=fshape, workers=workers)
     full = sfft.irfft2(spec, s=fshape, workers=workers)
-    (k0, k1), (l0, l1) = keff, lengths
-    (_, _, s0, _), (_, _, s1, _) = plans
-    return np.ascontiguousarray(full[:, k0 - 1 : k0 - 1 + l0 : s0, k1 - 1 : k1 - 1 + l1 : s1],
-                                dtype=x3.dtype)
+    (k0, k1), (_, n0, s0, _), (_, n1, s1, _) = keff, *plans
+    return np.ascontiguousarray(full[:, k0 - 1 : k0 - 1 + (n0 - 1) * s0 + 1 : s0,
+                                     k1 - 1 : k1 - 1 + (n1 - 1) * s1 + 1 : s1])
 
 
 def _separable(x3, col, row, plans, code, cval):

@@ -91,9 +91,9 @@ def pad(x, width, *, mode="constant", cval=0.0):
 def extend(x, axis, before, after, code, cval):
     """``x`` extended along ``axis`` by the boundary mode with ``code``.
 
-    The one place that materialises boundary values: :func:`pad` and the
-    FFT path of :func:`filtkit.signal.correlate` use it; the direct and
-    separable paths read the same indices without a copy.
+    Uses the backend's :func:`~filtkit.backends.cpu.boundary_index`, the same
+    index map the filters read through, so ``pad`` shows exactly what they
+    see beyond the edge.
     """
     idx = cpu.boundary_index(x.shape[axis], before, after, code)
     out = np.take(x, np.maximum(idx, 0), axis=axis)

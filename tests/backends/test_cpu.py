@@ -128,3 +128,17 @@ def test_gradient_magnitude2d(rng, backend, dtype, boundary):
         g0 = naive_correlate(xb, np.outer(edge, smooth), "same", boundary, 0.3)
         g1 = naive_correlate(xb, np.outer(smooth, edge), "same", boundary, 0.3)
         np.testing.assert_allclose(out[b], np.sqrt((g0**2 + g1**2) / 2), rtol=tol, atol=tol)
+
+
+@pytest.mark.parametrize("boundary", [b for b in BOUNDARIES if b != "zero"])
+def test_extend2d(rng, backend, boundary):
+    x = rng.standard_normal((2, 5, 4))
+    code = BOUNDARY_CODES[boundary]
+    idx0 = backend.boundary_index(5, 3, 6, code)
+    idx1 = backend.boundary_index(4, 9, 2, code)
+    out = np.zeros((2, 16, 17))
+    backend.extend2d(x, out, idx0, idx1, 1.25)
+    for b in range(2):
+        np.testing.assert_array_equal(out[b, :14, :15], np_pad(x[b], [(3, 6), (9, 2)], boundary,
+                                                                cval=1.25))
+    assert not out[:, 14:].any() and not out[:, :, 15:].any()
