@@ -142,50 +142,76 @@ def _fft(x3, w2, plans, code, cval):
                                      k1 - 1 : k1 - 1 + (n1 - 1) * s1 + 1 : s1])
 
 
-def _separable(x3, col, row, plans, code, cval):
+def _separable(x3, col, row, plans, code, cval, out):
     """The rank-1 kernel ``outer(col, row)`` as one fused column/row pass."""
     (off0, n0, s0, d0), (off1, n1, s1, d1) = plans
     dt = x3.dtype
-    out = np.empty((x3.shape[0], n0, n1), dtype=dt)
     cpu.separable2d(x3, np.ascontiguousarray(col, dtype=dt), np.ascontiguousarray(row, dtype=dt),
                     out, off0, off1, s0, s1, d0, d1, code, cval)
     return out
 
 
-def _run(xf, w, mode, code, cval, stride, dilation, channel_axis, method):
+def _check_out(out, shape, dtype, x):
+    """Validate a caller's output array (before any work is done)."""
+    if not isinstance(out, np.ndarray):
+        raise TypeError(f"`out` must be a numpy array, got {type(out).__name__}")
+    if out.shape != shape or out.dtype != dtype:
+        raise ValueError(
+            f"`out` must have shape {shape} and dtype {dtype}, got {out.shape} {out.dtype}"
+        )
+    if not (out.flags.c_contiguous and out.flags.writeable):
+        raise ValueError("`out` must be a writeable C-contiguous array")
+    if np.shares_memory(out, x):
+        raise ValueError("`out` must not overlap `x`")
+
+
+def _run(xf, w, mode, code, cval, stride, dilation, channel_axis, method, x, out):
     """Dispatch a prepared correlation to the backend."""
     nd = w.ndim
     method, factors = _choose_method(method, w, xf.dtype)
     plans = [
-        _axis_plan(n, k, mode, s, d)
+        (*_axis_plan(n, k, mode, s, d), s, d)
         for n, k, s, d in zip(xf.shape[-nd:], w.shape, stride, dilation)
     ]
+    spatial = tuple(p[1] for p in plans)
+    shape = list(xf.shape[: xf.ndim - nd] + spatial)
+    if channel_axis is not None:  # xf holds the channels first
+        shape.insert(channel_axis, shape.pop(0))
+    shape = tuple(shape)
+    if out is not None:
+        _check_out(out, shape, xf.dtype, x)
     if nd == 3:
-        out = np.empty([p[1] for p in plans], dtype=xf.dtype)
-        cpu.correlate3d_valid(xf, w, out, *stride, *dilation)
-        return out
+        dest = np.empty(shape, dtype=xf.dtype) if out is None else out
+        cpu.correlate3d_valid(xf, w, dest, *stride, *dilation)
+        return dest
     batch = xf.shape[0] if channel_axis is not None else 1
     x3 = xf.reshape(batch, -1, xf.shape[-1])
     w2 = w.reshape(-1, w.shape[-1])
-    plans = [(off, n, s, d) for (off, n), s, d in zip(plans, stride, dilation)]
     if nd == 1:
         plans.insert(0, (0, 1, 1, 1))
+    (off0, n0, s0, d0), (off1, n1, s1, d1) = plans
+    # write straight into `out` when its layout is the backend's (B, Ho, Wo)
+    direct_out = out is not None and method != "fft" and channel_axis in (None, 0)
+    dest = out.reshape(batch, n0, n1) if direct_out else np.empty((batch, n0, n1), xf.dtype)
     if method == "fft":
-        out = _fft(x3, w2, plans, code, cval)
+        dest = _fft(x3, w2, plans, code, cval)
     elif method == "separable":
-        out = _separable(x3, *factors, plans, code, cval)
+        _separable(x3, *factors, plans, code, cval, dest)
     else:
-        (off0, n0, s0, d0), (off1, n1, s1, d1) = plans
-        out = np.empty((batch, n0, n1), dtype=xf.dtype)
-        cpu.correlate2d(x3, w2, out, off0, off1, s0, s1, d0, d1, code, cval)
-    out = out.reshape(xf.shape[: xf.ndim - nd] + tuple(p[1] for p in plans[-nd:]))
+        cpu.correlate2d(x3, w2, dest, off0, off1, s0, s1, d0, d1, code, cval)
+    if direct_out:
+        return out
+    result = dest.reshape(xf.shape[: xf.ndim - nd] + spatial)
     if channel_axis is not None:
-        out = np.moveaxis(out, 0, channel_axis)
-    return out
+        result = np.moveaxis(result, 0, channel_axis)
+    if out is not None:
+        out[...] = result
+        return out
+    return result
 
 
 def _correlate(x, kernel, flip, mode, boundary, cval, stride, dilation, channel_axis,
-               method):
+               method, out):
     check_choice(method, "method", METHODS)
     xf, kernel, dtype, code, cval, stride, dilation, channel_axis = _prepare(
         x, kernel, mode, boundary, cval, stride, dilation, channel_axis
@@ -193,7 +219,7 @@ def _correlate(x, kernel, flip, mode, boundary, cval, stride, dilation, channel_
     w = as_float(kernel, dtype=dtype)
     if flip:
         w = np.ascontiguousarray(w[(slice(None, None, -1),) * w.ndim])
-    return _run(xf, w, mode, code, cval, stride, dilation, channel_axis, method)
+    return _run(xf, w, mode, code, cval, stride, dilation, channel_axis, method, x, out)
 
 
 _PARAMS_DOC = """
@@ -234,6 +260,11 @@ _PARAMS_DOC = """
         at least ``FFT_MIN_TAPS_2D`` taps (``FFT_MIN_TAPS_1D`` in 1-D; see
         ``filtkit._config``), direct otherwise.  All agree to rounding; a 3-D
         kernel always runs direct.
+    out : ndarray, optional
+        Array of the result's shape and dtype to write into (C-contiguous,
+        not overlapping ``x``); checked before any work, and returned.
+        Reusing it across calls avoids allocating (and page-faulting) a
+        fresh output each time.
 
     Returns
     -------
@@ -259,9 +290,10 @@ def correlate(
     dilation=1,
     channel_axis=None,
     method="auto",
+    out=None,
 ):
     return _correlate(
-        x, kernel, False, mode, boundary, cval, stride, dilation, channel_axis, method
+        x, kernel, False, mode, boundary, cval, stride, dilation, channel_axis, method, out
     )
 
 
@@ -276,9 +308,10 @@ def convolve(
     dilation=1,
     channel_axis=None,
     method="auto",
+    out=None,
 ):
     return _correlate(
-        x, kernel, True, mode, boundary, cval, stride, dilation, channel_axis, method
+        x, kernel, True, mode, boundary, cval, stride, dilation, channel_axis, method, out
     )
 
 

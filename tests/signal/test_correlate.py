@@ -406,3 +406,34 @@ def test_separable_keeps_integer_kernels_exact(rng):
     for k in (kernels.sobel(0), kernels.prewitt(1), kernels.box(3) * 9):
         np.testing.assert_array_equal(correlate(x, k, method="separable", boundary="reflect"),
                                       correlate(x, k, method="direct", boundary="reflect"))
+
+
+@pytest.mark.parametrize("method", ["direct", "separable", "fft"])
+@pytest.mark.parametrize("channel_axis", [None, 0, -1])
+def test_out_parameter(rng, method, channel_axis):
+    shape = {None: (20, 18), 0: (2, 20, 18), -1: (20, 18, 2)}[channel_axis]
+    x = rng.standard_normal(shape).astype(np.float32)
+    w = np.outer(rng.standard_normal(3), rng.standard_normal(5))
+    kw = dict(boundary="wrap", stride=(1, 2), channel_axis=channel_axis, method=method)
+    expected = correlate(x, w, **kw)
+    out = np.full(expected.shape, np.nan, dtype=np.float32)
+    assert correlate(x, w, out=out, **kw) is out
+    np.testing.assert_array_equal(out, expected)
+
+
+def test_out_bad_values_leave_out_untouched(rng):
+    x = rng.standard_normal((10, 10))
+    w = np.ones((3, 3))
+    out = np.full((10, 10), 7.0)
+    for bad, exc in [
+        (np.empty((10, 9)), ValueError),
+        (np.empty((10, 10), np.float32), ValueError),
+        (np.empty((10, 20))[:, ::2], ValueError),
+        ([[0.0] * 10] * 10, TypeError),
+        (x, ValueError),
+    ]:
+        with pytest.raises(exc, match="`out`"):
+            correlate(x, w, out=bad)
+    with pytest.raises(ValueError, match="`stride`"):
+        correlate(x, w, stride=0, out=out)
+    assert (out == 7.0).all()
