@@ -393,9 +393,16 @@ class Runner:
             )
 
     def fresh_output(self, n=4096):
-        """Median time to allocate and first touch an n x n float32 array."""
+        """Median time to allocate and first touch an n x n float32 array, and the
+        3x3 correlation writing into a reused ``out=`` array (no allocation)."""
         ts = [_once(lambda: np.empty((n, n), np.float32).fill(0.0)) for _ in range(11)]
         self.facts["fresh_output_s"] = statistics.median(ts)
+        x = np.random.default_rng(n).random((n, n)).astype(np.float32)
+        w = np.random.default_rng(5).standard_normal((3, 3)).astype(np.float32)
+        out = np.empty_like(x)
+        fs.correlate(x, w, method="direct", out=out)
+        t = bench({"filtkit": lambda: fs.correlate(x, w, method="direct", out=out)}, self.cfg)
+        self.facts["reused_out_gbs"] = 2 * x.nbytes / t["filtkit"][0] / 1e9
 
     def correlations(self):
         for n, dtype, ks in self.cfg.grid:
@@ -510,6 +517,43 @@ print(json.dumps(dict(in_bytes=x.nbytes, out_bytes=y.nbytes, traced_peak=traced_
 """
 
 
+_STARTUP_SNIPPET = r"""
+import json, sys, time
+t0 = time.perf_counter()
+import numpy as np
+import filtkit.signal as fs
+t1 = time.perf_counter()
+x = np.random.default_rng(0).random((512, 512))
+t2 = time.perf_counter()
+fs.gaussian(x, 2.0)
+t3 = time.perf_counter()
+fs.correlate(x, np.ones((5, 5)), method="direct")
+t4 = time.perf_counter()
+print(json.dumps({"import": t1 - t0, "gaussian": t3 - t2, "correlate": t4 - t3}))
+"""
+
+
+def measure_startup():
+    """Import and first-call times in fresh processes: warm cache (median of 3 runs after a
+    run that fills the cache) and cold cache (an empty NUMBA_CACHE_DIR)."""
+    import tempfile
+
+    def once(cache_dir):
+        env = dict(os.environ, NUMBA_CACHE_DIR=cache_dir, PYTHONPATH=os.pathsep.join(
+            p for p in (str(ROOT), os.environ.get("PYTHONPATH")) if p))
+        proc = subprocess.run([sys.executable, "-c", _STARTUP_SNIPPET], cwd=ROOT, env=env,
+                              capture_output=True, text=True, timeout=600)
+        if proc.returncode != 0:
+            sys.exit(f"start-up measurement failed:\n{proc.stderr}")
+        return json.loads(proc.stdout.strip().splitlines()[-1])
+
+    with tempfile.TemporaryDirectory() as cache:
+        cold = once(cache)
+        warm = [once(cache) for _ in range(3)]
+    med = {k: statistics.median(r[k] for r in warm) for k in warm[0]}
+    return {"cold": cold, "warm": med}
+
+
 def measure_memory(n):
     env = dict(os.environ, PYTHONPATH=os.pathsep.join(
         p for p in (str(ROOT), os.environ.get("PYTHONPATH")) if p))
@@ -548,7 +592,7 @@ def geomean(vals):
     return math.exp(sum(math.log(v) for v in vals) / len(vals)) if vals else float("nan")
 
 
-def summary(run, mem, bw):
+def summary(run, mem, bw, startup=None):
     facts, lines, verdicts = run.facts, [], []
 
     def verdict(ok, text):
@@ -616,10 +660,24 @@ def summary(run, mem, bw):
         else:
             verdict(None, f"3x3 {boundary} on 4096² f32: not run")
 
+    if "reused_out_gbs" in facts:
+        g = facts["reused_out_gbs"]
+        verdict(g >= 0.75 * bw, f"3x3 constant on 4096² f32 into a reused out= array: {g:.1f} "
+                                f"GB/s = {100 * g / bw:.0f}% of {bw:.1f} GB/s (target >= 75%)")
     if "fresh_output_s" in facts:
         lines.append(f"[info] allocating and first touching a fresh 4096² f32 output "
                      f"(np.empty + fill) alone takes {1e3 * facts['fresh_output_s']:.2f} ms "
                      "(page faults + zeroing), part of every call above")
+
+    if startup is not None:
+        w, c = startup["warm"], startup["cold"]
+        verdict(w["import"] < 1.0, f"`import filtkit.signal` in a fresh process: "
+                                   f"{w['import']:.2f} s (target < 1 s)")
+        verdict(w["gaussian"] < 0.2, f"first gaussian call on 512² with a warm Numba cache: "
+                                     f"{w['gaussian']:.3f} s (target < 0.2 s)")
+        lines.append(f"[info] cold Numba cache (empty NUMBA_CACHE_DIR): import {c['import']:.2f} "
+                     f"s, first gaussian {c['gaussian']:.2f} s, first 5x5 correlate "
+                     f"{c['correlate']:.2f} s (compilation)")
 
     mib = 2**20
     caveat = " (rss baseline uncertain)" if mem["baseline_caveat"] else ""
@@ -674,6 +732,10 @@ def main(argv=None):
     run.photos()
     progress("peak memory (fresh process) ...")
     mem = measure_memory(cfg.memory_n)
+    startup = None
+    if not cfg.quick:
+        progress("start-up latency (fresh processes) ...")
+        startup = measure_startup()
     mem["n"] = cfg.memory_n
     busy_after = cpu_busy()
     elapsed = time.perf_counter() - t_start
@@ -708,7 +770,7 @@ float64 {peak[np.dtype(np.float64)]:.0f} GFLOP/s
 interleaved runs after a warm-up and an agreement check; see the docstring of \
 benchmarks/bench_signal.py for the columns. `*` = noisy filtkit time.
         """)
-    lines, _ = summary(run, mem, bw)
+    lines, _ = summary(run, mem, bw, startup)
     report = "\n".join([head, table(run.rows), "", "### Summary", "", "```",
                         *lines, f"total run time {elapsed:.0f} s", "```", ""])
     print(report)
