@@ -152,6 +152,35 @@ def _border_column(x, w, b, i, j, off0, off1, s0, s1, d0, d1, mode, cv, nzk, nnz
     return acc
 
 
+@njit(inline="always", **_jit)
+def _taps9(dst, jlo, jhi, xa, xb, xc, ca, cb, cc, w):
+    """dst[j] = the whole dense 3x3 kernel over [jlo, jhi) in one pass.
+
+    Rows ``xa, xb, xc`` hold the three source rows; tap ``n`` of each reads
+    column ``j + c + n*d`` with ``(ca, cb, cc) = (off, off + d, off + 2*d)``
+    relative offsets.  One load/store of ``dst`` per output instead of one per
+    four taps: the 3x3 filter runs near the memory-bandwidth limit.
+    """
+    n = jhi - jlo
+    d = dst[jlo:jhi]
+    a0 = xa[jlo + ca : jhi + ca]
+    a1 = xa[jlo + cb : jhi + cb]
+    a2 = xa[jlo + cc : jhi + cc]
+    b0 = xb[jlo + ca : jhi + ca]
+    b1 = xb[jlo + cb : jhi + cb]
+    b2 = xb[jlo + cc : jhi + cc]
+    c0 = xc[jlo + ca : jhi + ca]
+    c1 = xc[jlo + cb : jhi + cb]
+    c2 = xc[jlo + cc : jhi + cc]
+    w00, w01, w02 = w[0, 0], w[0, 1], w[0, 2]
+    w10, w11, w12 = w[1, 0], w[1, 1], w[1, 2]
+    w20, w21, w22 = w[2, 0], w[2, 1], w[2, 2]
+    for j in range(n):
+        d[j] = (w00 * a0[j] + w01 * a1[j] + w02 * a2[j]
+                + w10 * b0[j] + w11 * b1[j] + w12 * b2[j]
+                + w20 * c0[j] + w21 * c1[j] + w22 * c2[j])
+
+
 @njit(parallel=PARALLEL, **_jit)
 def correlate2d(x, w, out, off0, off1, s0, s1, d0, d1, mode, cval):
     """Batched 2-D cross-correlation with boundary handling.
@@ -184,6 +213,9 @@ def correlate2d(x, w, out, off0, off1, s0, s1, d0, d1, mode, cval):
                 nzk[m, nnz[m]] = k
                 nnz[m] += 1
                 rowsum[m] += w[m, k] * cv
+    # a dense 3x3 kernel at column stride 1 runs in one pass (_taps9); zero
+    # weights must keep being skipped (NaN semantics), so only without zeros
+    dense3 = kh == 3 and kw == 3 and s1 == 1 and nnz[0] == 3 and nnz[1] == 3 and nnz[2] == 3
     for t in prange(nb * ho):
         b = t // ho
         i = t - b * ho
@@ -195,6 +227,20 @@ def correlate2d(x, w, out, off0, off1, s0, s1, d0, d1, mode, cval):
         xa = xb = xc = x[b, 0]
         ca = cb = cc = 0
         wa = wb = wc = zero
+        if dense3:
+            r0 = _map_index(i * s0 - off0, h, mode)
+            r1 = _map_index(i * s0 + d0 - off0, h, mode)
+            r2 = _map_index(i * s0 + 2 * d0 - off0, h, mode)
+            if r0 >= 0 and r1 >= 0 and r2 >= 0:
+                _taps9(orow, jlo, jhi, x[b, r0], x[b, r1], x[b, r2],
+                       -off1, d1 - off1, 2 * d1 - off1, w)
+                for j in range(jlo):
+                    orow[j] = _border_column(x, w, b, i, j, off0, off1, s0, s1, d0, d1, mode,
+                                             cv, nzk, nnz, zero)
+                for j in range(jhi, wo):
+                    orow[j] = _border_column(x, w, b, i, j, off0, off1, s0, s1, d0, d1, mode,
+                                             cv, nzk, nnz, zero)
+                continue
         for m in range(kh):
             r = _map_index(i * s0 + m * d0 - off0, h, mode)
             if r < 0:

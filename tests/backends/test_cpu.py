@@ -37,6 +37,8 @@ def test_boundary_index_matches_np_pad(backend, boundary, n, lo, hi):
         ((3, 10, 6), (3, 2), "same", (1, 2), (2, 3)),
         ((1, 5, 4), (5, 4), "full", (1, 1), (1, 1)),
         ((2, 12, 13), (4, 3), "valid", (3, 2), (1, 2)),
+        ((2, 10, 9), (3, 3), "full", (2, 1), (2, 3)),  # dense 3x3: the one-pass path
+        ((1, 7, 8), (3, 3), "same", (1, 3), (1, 1)),
     ],
 )
 def test_correlate2d(rng, backend, dtype, boundary, shape, kshape, mode, stride, dilation):

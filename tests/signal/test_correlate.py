@@ -437,3 +437,18 @@ def test_out_bad_values_leave_out_untouched(rng):
     with pytest.raises(ValueError, match="`stride`"):
         correlate(x, w, stride=0, out=out)
     assert (out == 7.0).all()
+
+
+@pytest.mark.parametrize("boundary", BOUNDARIES)
+def test_dense_and_sparse_3x3_nan_and_values(rng, boundary):
+    """The one-pass dense 3x3 path and the general path (a kernel with zeros)
+    both match ndimage, NaN placement included."""
+    x = rng.standard_normal((12, 11))
+    x[0, 5] = np.nan
+    x[7, 10] = np.nan
+    nd_mode = "constant" if boundary == "zero" else boundary
+    for w in (rng.uniform(0.5, 1.5, (3, 3)), np.array([[0, 1.0, 0], [2, -3, 2], [0, 1, 0]])):
+        got = correlate(x, w, boundary=boundary, cval=0.5)
+        ref = ndi.correlate(x, w, mode=nd_mode, cval=0.0 if boundary == "zero" else 0.5)
+        np.testing.assert_array_equal(np.isnan(got), np.isnan(ref))
+        _close(got[~np.isnan(got)], ref[~np.isnan(ref)])
