@@ -234,14 +234,8 @@ def correlate2d(x, w, out, off0, off1, s0, s1, d0, d1, mode, cval):
             if r0 >= 0 and r1 >= 0 and r2 >= 0:
                 _taps9(orow, jlo, jhi, x[b, r0], x[b, r1], x[b, r2],
                        -off1, d1 - off1, 2 * d1 - off1, w)
-                for j in range(jlo):
-                    orow[j] = _border_column(x, w, b, i, j, off0, off1, s0, s1, d0, d1, mode,
-                                             cv, nzk, nnz, zero)
-                for j in range(jhi, wo):
-                    orow[j] = _border_column(x, w, b, i, j, off0, off1, s0, s1, d0, d1, mode,
-                                             cv, nzk, nnz, zero)
-                continue
-        for m in range(kh):
+                init = False
+        for m in range(kh if init else 0):
             r = _map_index(i * s0 + m * d0 - off0, h, mode)
             if r < 0:
                 const += rowsum[m]
@@ -278,7 +272,7 @@ def correlate2d(x, w, out, off0, off1, s0, s1, d0, d1, mode, cval):
         elif has_const:
             for j in range(jlo, jhi):
                 orow[j] += const
-        for j in range(jlo):
+        for j in range(jlo):  # the few border columns, tap by tap
             orow[j] = _border_column(x, w, b, i, j, off0, off1, s0, s1, d0, d1, mode, cv,
                                      nzk, nnz, const)
         for j in range(jhi, wo):
@@ -286,7 +280,7 @@ def correlate2d(x, w, out, off0, off1, s0, s1, d0, d1, mode, cval):
                                      nzk, nnz, const)
 
 
-@njit(inline="always", **_jit)
+@njit(**_jit)
 def _nonzero(v):
     """Indices of the non-zero entries of a 1-D kernel, and their count."""
     idx = np.empty(v.shape[0], dtype=np.int64)
@@ -298,7 +292,7 @@ def _nonzero(v):
     return idx, n
 
 
-@njit(inline="always", **_jit)
+@njit(**_jit)
 def _column_pass(x, b, i, col, nzm, nm, off0, s0, d0, mode, cv, buf):
     """buf[:] = sum_m col[m] * X[b, i*s0 + m*d0 - off0, :], four rows per pass."""
     h, wdt = x.shape[1], x.shape[2]
@@ -343,7 +337,7 @@ def _column_pass(x, b, i, col, nzm, nm, off0, s0, d0, mode, cv, buf):
             buf[j] += const
 
 
-@njit(inline="always", **_jit)
+@njit(**_jit)
 def _row_pass(buf, row, nzk, nk, orow, jlo, jhi, off1, s1, d1, mode, edge):
     """orow[j] = sum_k row[k] * B[j*s1 + k*d1 - off1] with B = buf extended by
     ``mode`` (``edge`` beyond it in constant mode); interior four taps a pass."""
@@ -379,15 +373,14 @@ def _row_pass(buf, row, nzk, nk, orow, jlo, jhi, off1, s1, d1, mode, edge):
     if init:
         for j in range(jlo, jhi):
             orow[j] = zero
-    for j in range(wo):
-        if jlo <= j < jhi:
-            continue
-        acc = zero
-        for q in range(nk):
-            k = nzk[q]
-            c = _map_index(j * s1 + k * d1 - off1, wdt, mode)
-            acc += row[k] * (edge if c < 0 else buf[c])
-        orow[j] = acc
+    for part in range(2):  # the border columns [0, jlo) and [jhi, wo)
+        for j in range(0, jlo) if part == 0 else range(jhi, wo):
+            acc = zero
+            for q in range(nk):
+                k = nzk[q]
+                c = _map_index(j * s1 + k * d1 - off1, wdt, mode)
+                acc += row[k] * (edge if c < 0 else buf[c])
+            orow[j] = acc
 
 
 @njit(inline="always", **_jit)
