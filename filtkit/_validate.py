@@ -23,6 +23,9 @@ import numpy as np
 from ._config import BOUNDARY_CODES
 
 MODES = ("full", "same", "valid")
+#: largest size, stride, dilation or width accepted (far beyond any real array,
+#: well inside the 64-bit index arithmetic of the backend)
+MAX_INT = 2**40
 BOUNDARIES = ("constant", "zero", "reflect", "mirror", "nearest", "wrap")
 
 
@@ -112,7 +115,10 @@ def check_int_tuple(value, name, n, *, minimum=1):
     bad_type = TypeError(f"`{name}` must be an int or a sequence of ints, got {value!r}")
     if isinstance(value, (str, bytes)) or value is None:
         raise bad_type
-    items = [value] * n if np.ndim(value) == 0 else list(value)
+    try:
+        items = list(value)
+    except TypeError:
+        items = [value] * n
     if len(items) != n:
         raise ValueError(
             f"`{name}` must be an int or a sequence of {n} ints, "
@@ -126,19 +132,25 @@ def check_int_tuple(value, name, n, *, minimum=1):
             v = operator.index(item)
         except TypeError:
             raise bad_type from None
-        if v < minimum:
-            raise ValueError(f"`{name}` must be >= {minimum}, got {value!r}")
+        if not minimum <= v <= MAX_INT:
+            raise ValueError(f"`{name}` must be in [{minimum}, {MAX_INT}], got {value!r}")
         out.append(int(v))
     return tuple(out)
 
 
-def check_real(value, name, *, minimum=None, strict=False):
-    """Return ``value`` as a Python float; TypeError if it is not a real number."""
+def check_real(value, name, *, minimum=None, strict=False, finite=True):
+    """Return ``value`` as a Python float; TypeError if it is not a real number.
+
+    ValueError for NaN or infinity unless ``finite=False`` (only ``cval``
+    may be NaN or infinite, as in scipy.ndimage), or below ``minimum``.
+    """
     if isinstance(value, (bool, np.bool_)) or not isinstance(
         value, (numbers.Real, np.floating, np.integer)
     ):
         raise TypeError(f"`{name}` must be a real number, got {value!r}")
     v = float(value)
+    if finite and not np.isfinite(v):
+        raise ValueError(f"`{name}` must be finite, got {value!r}")
     if minimum is not None and (v < minimum or (strict and v == minimum)):
         op = ">" if strict else ">="
         raise ValueError(f"`{name}` must be {op} {minimum}, got {value!r}")
@@ -152,7 +164,7 @@ def check_boundary(boundary, cval, *, name="boundary"):
     correlate/convolve, ``mode`` for the scikit-image style filters.
     """
     check_choice(boundary, name, BOUNDARIES)
-    cval = check_real(cval, "cval")
+    cval = check_real(cval, "cval", finite=False)
     if boundary == "zero":
         return BOUNDARY_CODES["constant"], 0.0
     return BOUNDARY_CODES[boundary], cval
@@ -171,3 +183,22 @@ def check_axis(axis, ndim, name):
             f"`{name}` must be in [{-ndim}, {ndim - 1}] for a {ndim}-D array, got {axis}"
         )
     return a % ndim
+
+
+def check_out(out, shape, dtype, *inputs):
+    """Validate a caller's output array before any work is done.
+
+    It must be a plain ndarray of exactly ``shape`` and ``dtype``, writeable,
+    C-contiguous, and share no memory with any of ``inputs``.
+    """
+    if type(out) is not np.ndarray:
+        raise TypeError(f"`out` must be a numpy.ndarray, got {type(out).__name__}")
+    if out.shape != tuple(shape) or out.dtype != dtype:
+        raise ValueError(
+            f"`out` must have shape {tuple(shape)} and dtype {np.dtype(dtype)}, "
+            f"got {out.shape} {out.dtype}"
+        )
+    if not (out.flags.c_contiguous and out.flags.writeable):
+        raise ValueError("`out` must be a writeable C-contiguous array")
+    if any(isinstance(a, np.ndarray) and np.shares_memory(out, a) for a in inputs):
+        raise ValueError("`out` must not share memory with the inputs")

@@ -32,18 +32,9 @@ class _UsageError(Exception):
     pass
 
 
-# option name -> keyword of the filter functions it feeds
-_OPTIONS = {
-    "sigma": "sigma",
-    "mode": "mode",
-    "cval": "cval",
-    "truncate": "truncate",
-    "size": "size",
-    "radius": "radius",
-    "amount": "amount",
-    "low_sigma": "low_sigma",
-    "high_sigma": "high_sigma",
-}
+# options passed on, under the same names, to the filter functions that take them
+_OPTIONS = ("sigma", "mode", "cval", "truncate", "size", "radius", "amount", "low_sigma",
+            "high_sigma")
 
 
 def _build_parser():
@@ -115,18 +106,29 @@ def _run_filter(args):
         raise ValueError(
             f"`--{extra[0].replace('_', '-')}` does not apply to filter {args.name!r}"
         )
-    if args.name == "difference_of_gaussians":
-        kwargs.setdefault("low_sigma", kwargs.pop("sigma", 1.0))
+    if args.name == "difference_of_gaussians" and "low_sigma" not in kwargs:
+        raise ValueError("`--low-sigma` is required for --filter difference_of_gaussians")
 
     image = imread(args.input)
+    if image.ndim not in (2, 3) or (image.ndim == 3 and image.shape[2] > 4):
+        raise ValueError(
+            f"`input` must hold one grey or colour image, got pixel array of shape {image.shape} "
+            f"(an animation or a volume?)"
+        )
     if os.path.exists(args.output) and os.path.samefile(args.input, args.output):
         raise ValueError("`output` must differ from `input`; refusing to overwrite the input")
     result = _apply(image, fn, kernel, kwargs)
-    if args.rescale:
-        lo, hi = float(np.min(result)), float(np.max(result))
-        result = (result - lo) / (hi - lo) if hi > lo else np.zeros_like(result)
+    if args.rescale:  # stretch the colour channels, leave alpha alone
+        colour = result[..., : _colour_channels(result)] if result.ndim == 3 else result
+        lo, hi = float(np.min(colour)), float(np.max(colour))
+        colour[...] = (colour - lo) / (hi - lo) if hi > lo else 0.0
     imwrite(args.output, result)
     print(args.output)
+
+
+def _colour_channels(image):
+    """Channels of an (H, W, C) image that hold colour: all but an alpha channel."""
+    return image.shape[2] - 1 if image.shape[2] in (2, 4) else image.shape[2]
 
 
 def _apply(image, fn, kernel, kwargs):
@@ -136,8 +138,7 @@ def _apply(image, fn, kernel, kwargs):
 
     if image.ndim == 2:
         return call(image)
-    channels = image.shape[2]
-    colour = channels - 1 if channels in (2, 4) else channels
+    colour = _colour_channels(image)
     out = np.array(image, dtype=np.result_type(image.dtype, np.float32))
     takes_channels = kernel is not None or "channel_axis" in inspect.signature(fn).parameters
     if takes_channels:
@@ -178,7 +179,7 @@ def main(argv=None):
             parser.print_help()
             return 0
         {"demo": _run_demo, "filter": _run_filter, "kernels": _run_kernels}[args.command](args)
-    except (_UsageError, ValueError, TypeError, OSError) as exc:
+    except (_UsageError, ValueError, TypeError, OSError, MemoryError) as exc:
         message = " ".join(str(exc).split())
         print(f"filtkit: error: {message}", file=sys.stderr)
         return EXIT_USAGE

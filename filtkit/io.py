@@ -101,7 +101,8 @@ def to_uint8(image):
     if kind == "f":
         if np.isnan(image).any():
             raise ValueError("`image` contains NaN, which has no 8-bit value")
-        return np.rint(np.clip(image, 0.0, 1.0) * 255.0).astype(np.uint8)
+        scaled = np.clip(image.astype(np.float64, copy=False), 0.0, 1.0) * 255.0
+        return np.rint(scaled).astype(np.uint8)
     if image.dtype == np.uint8:
         return image
     if image.min() < 0 or image.max() > 255:
@@ -120,7 +121,8 @@ def imwrite(path, image):
     path : str or path-like
         Target file; the extension chooses the format.
     image : array_like
-        ``(H, W)``, ``(H, W, 1)``, ``(H, W, 3)`` or ``(H, W, 4)``.
+        ``(H, W)`` or ``(H, W, C)`` with 1 (grey), 2 (grey + alpha), 3 (RGB)
+        or 4 (RGBA) channels.
 
     Raises
     ------
@@ -133,9 +135,9 @@ def imwrite(path, image):
     image = check_array(image, "image", ndims=(2, 3))
     if image.ndim == 3 and image.shape[2] == 1:
         image = image[..., 0]
-    if image.ndim == 3 and image.shape[2] not in (3, 4):
+    if image.ndim == 3 and image.shape[2] not in (2, 3, 4):
         raise ValueError(
-            f"`image` must be (H, W), (H, W, 1), (H, W, 3) or (H, W, 4), got shape {image.shape}"
+            f"`image` must be (H, W) or (H, W, C) with C in 1-4, got shape {image.shape}"
         )
     path = os.fspath(path)
     if image.dtype == np.uint16 and image.ndim == 3 and path.lower().endswith(".png"):

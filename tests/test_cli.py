@@ -207,12 +207,19 @@ def test_error_unreadable_input(tmp_path, capsys):
         (["--filter", "gaussian", "--sigma", "abc"], "abc"),
         (["--filter", "gaussian", "--bogus-flag"], "--bogus-flag"),
         ([], "--filter"),
+        (["--filter", "gaussian", "--sigma", "inf"], "sigma"),
+        (["--filter", "gaussian", "--sigma", "nan"], "sigma"),
+        (["--filter", "gaussian", "--sigma", "1e9"], "sigma"),
+        (["--filter", "gaussian", "--truncate", "nan"], "truncate"),
+        (["--filter", "unsharp_mask", "--radius", "inf"], "radius"),
+        (["--filter", "difference_of_gaussians"], "--low-sigma"),
     ],
     ids=[
         "unknown-filter", "unknown-mode", "unknown-boundary", "negative-sigma",
         "sigma-for-sobel", "size-for-laplace", "sigma-for-sharpen", "missing-kernel",
         "unknown-kernel", "kernel-for-gaussian", "non-numeric-sigma", "unknown-flag",
-        "missing-filter",
+        "missing-filter", "infinite-sigma", "nan-sigma", "huge-sigma", "nan-truncate",
+        "infinite-radius", "dog-without-low-sigma",
     ],
 )
 def test_error_bad_options(tmp_path, grey, capsys, options, mention):
@@ -302,3 +309,29 @@ def test_no_command_prints_help(capsys):
     assert "usage:" in out
     for command in ("demo", "filter", "kernels"):
         assert command in out
+
+
+def test_error_animation_input(tmp_path, capsys):
+    src = tmp_path / "anim.gif"
+    iio.imwrite(src, np.random.default_rng(7).integers(0, 255, (3, 20, 30, 3), dtype=np.uint8))
+    line = _assert_usage_error(
+        capsys, ["filter", src, tmp_path / "out.png", "--filter", "sobel"], tmp_path,
+        ["anim.gif"],
+    )
+    assert "`input`" in line
+
+
+@pytest.mark.parametrize("channels", [2, 4])
+def test_alpha_is_kept_and_not_rescaled(tmp_path, capsys, channels):
+    rng = np.random.default_rng(8)
+    colour = rng.integers(0, 256, (20, 30, channels - 1), dtype=np.uint8)
+    alpha = np.full((20, 30, 1), 200, dtype=np.uint8)
+    src, dst = tmp_path / "in.png", tmp_path / "out.png"
+    iio.imwrite(src, np.concatenate([colour, alpha], axis=2))
+    _run_ok(capsys, "filter", src, dst, "--filter", "gaussian", "--sigma", "3", "--rescale")
+    got = iio.imread(dst)
+    assert got.shape == (20, 30, channels)
+    assert (got[..., -1] == 200).all()
+    blurred = skf.gaussian(img_as_float(colour), 3, channel_axis=-1)
+    stretched = (blurred - blurred.min()) / (blurred.max() - blurred.min())
+    _assert_uint8_matches(got[..., :-1], stretched)

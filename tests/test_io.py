@@ -316,3 +316,15 @@ def test_failed_write_keeps_existing_good_image(tmp_path):
         fio.imwrite(target, _rng(28).random(SHAPE + (4,)))  # JPEG has no alpha
     assert target.read_bytes() == before
     assert _listing(tmp_path) == ["keep.jpg"]
+
+
+def test_to_uint8_rounds_float16_in_double_precision():
+    x = np.linspace(0, 1, 2048, endpoint=False).astype(np.float16)
+    expected = np.rint(np.clip(x.astype(np.float64), 0, 1) * 255).astype(np.uint8)
+    np.testing.assert_array_equal(fio.to_uint8(x), expected)
+
+
+def test_grey_alpha_round_trip(tmp_path):
+    a = _rng(21).random(SHAPE + (2,))
+    fio.imwrite(tmp_path / "la.png", a)
+    np.testing.assert_array_equal(iio.imread(tmp_path / "la.png"), fio.to_uint8(a))

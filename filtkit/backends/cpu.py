@@ -13,7 +13,8 @@ Boundary modes are passed as small integer codes
 Zero weights are skipped, as scipy.ndimage does, so a NaN in the input
 reaches exactly the outputs whose window holds it under a non-zero weight.
 
-No function builds a padded copy of its input: out-of-range source indices
+No filtering function builds a padded copy of its input (only
+:func:`extend2d` does, for the FFT path): out-of-range source indices
 are mapped through :func:`_map_index`, one row at a time for the row axis and
 only for the border columns of each tap for the column axis, so the interior
 of every row runs as a plain vectorisable loop over pre-sliced views (see

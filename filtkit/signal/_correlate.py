@@ -11,6 +11,7 @@ from .._validate import (
     check_boundary,
     check_choice,
     check_int_tuple,
+    check_out,
     float_dtype,
 )
 from ..backends import cpu
@@ -92,9 +93,13 @@ def _rank1_factors(w, dtype):
     return w[:, q].copy(), w[p, :] / w[p, q]
 
 
-def _choose_method(method, w, dtype):
-    """Resolve ``method`` to 'direct', 'separable' or 'fft' (and factors)."""
-    factors = _rank1_factors(w, dtype) if method in ("auto", "separable") else None
+def _choose_method(method, w, xf):
+    """Resolve ``method`` to 'direct', 'separable' or 'fft' (and factors).
+
+    'auto' only takes the FFT path for finite input: a NaN or infinity would
+    spread to every output through the transform.
+    """
+    factors = _rank1_factors(w, xf.dtype) if method in ("auto", "separable") else None
     if method == "separable" and factors is None:
         raise ValueError(
             f"`method` 'separable' needs a rank-1 2-D kernel, got shape {w.shape} "
@@ -106,9 +111,8 @@ def _choose_method(method, w, dtype):
         return method, factors
     if factors is not None:
         return "separable", factors
-    if w.ndim == 2 and w.size >= _config.FFT_MIN_TAPS_2D:
-        return "fft", None
-    if w.ndim == 1 and w.size >= _config.FFT_MIN_TAPS_1D:
+    large = w.size >= (_config.FFT_MIN_TAPS_2D if w.ndim == 2 else _config.FFT_MIN_TAPS_1D)
+    if w.ndim < 3 and large and np.isfinite(xf).all():
         return "fft", None
     return "direct", None
 
@@ -151,24 +155,10 @@ def _separable(x3, col, row, plans, code, cval, out):
     return out
 
 
-def _check_out(out, shape, dtype, x):
-    """Validate a caller's output array (before any work is done)."""
-    if not isinstance(out, np.ndarray):
-        raise TypeError(f"`out` must be a numpy array, got {type(out).__name__}")
-    if out.shape != shape or out.dtype != dtype:
-        raise ValueError(
-            f"`out` must have shape {shape} and dtype {dtype}, got {out.shape} {out.dtype}"
-        )
-    if not (out.flags.c_contiguous and out.flags.writeable):
-        raise ValueError("`out` must be a writeable C-contiguous array")
-    if np.shares_memory(out, x):
-        raise ValueError("`out` must not overlap `x`")
-
-
-def _run(xf, w, mode, code, cval, stride, dilation, channel_axis, method, x, out):
+def _run(xf, w, mode, code, cval, stride, dilation, channel_axis, method, x, kernel, out):
     """Dispatch a prepared correlation to the backend."""
     nd = w.ndim
-    method, factors = _choose_method(method, w, xf.dtype)
+    method, factors = _choose_method(method, w, xf)
     plans = [
         (*_axis_plan(n, k, mode, s, d), s, d)
         for n, k, s, d in zip(xf.shape[-nd:], w.shape, stride, dilation)
@@ -179,7 +169,7 @@ def _run(xf, w, mode, code, cval, stride, dilation, channel_axis, method, x, out
         shape.insert(channel_axis, shape.pop(0))
     shape = tuple(shape)
     if out is not None:
-        _check_out(out, shape, xf.dtype, x)
+        check_out(out, shape, xf.dtype, x, kernel)
     if nd == 3:
         dest = np.empty(shape, dtype=xf.dtype) if out is None else out
         cpu.correlate3d_valid(xf, w, dest, *stride, *dilation)
@@ -192,18 +182,19 @@ def _run(xf, w, mode, code, cval, stride, dilation, channel_axis, method, x, out
     (off0, n0, s0, d0), (off1, n1, s1, d1) = plans
     # write straight into `out` when its layout is the backend's (B, Ho, Wo)
     direct_out = out is not None and method != "fft" and channel_axis in (None, 0)
-    dest = out.reshape(batch, n0, n1) if direct_out else np.empty((batch, n0, n1), xf.dtype)
     if method == "fft":
         dest = _fft(x3, w2, plans, code, cval)
-    elif method == "separable":
-        _separable(x3, *factors, plans, code, cval, dest)
     else:
-        cpu.correlate2d(x3, w2, dest, off0, off1, s0, s1, d0, d1, code, cval)
+        dest = out.reshape(batch, n0, n1) if direct_out else np.empty((batch, n0, n1), xf.dtype)
+        if method == "separable":
+            _separable(x3, *factors, plans, code, cval, dest)
+        else:
+            cpu.correlate2d(x3, w2, dest, off0, off1, s0, s1, d0, d1, code, cval)
     if direct_out:
         return out
     result = dest.reshape(xf.shape[: xf.ndim - nd] + spatial)
     if channel_axis is not None:
-        result = np.moveaxis(result, 0, channel_axis)
+        result = np.ascontiguousarray(np.moveaxis(result, 0, channel_axis))
     if out is not None:
         out[...] = result
         return out
@@ -219,7 +210,7 @@ def _correlate(x, kernel, flip, mode, boundary, cval, stride, dilation, channel_
     w = as_float(kernel, dtype=dtype)
     if flip:
         w = np.ascontiguousarray(w[(slice(None, None, -1),) * w.ndim])
-    return _run(xf, w, mode, code, cval, stride, dilation, channel_axis, method, x, out)
+    return _run(xf, w, mode, code, cval, stride, dilation, channel_axis, method, x, kernel, out)
 
 
 _PARAMS_DOC = """
@@ -258,8 +249,11 @@ _PARAMS_DOC = """
         spectra (scipy.fft) of the boundary-extended input.  'auto' picks
         separable for a rank-1 kernel (detected by SVD), FFT for kernels of
         at least ``FFT_MIN_TAPS_2D`` taps (``FFT_MIN_TAPS_1D`` in 1-D; see
-        ``filtkit._config``), direct otherwise.  All agree to rounding; a 3-D
-        kernel always runs direct.
+        ``filtkit._config``) when ``x`` is finite, direct otherwise; a 3-D
+        kernel always runs direct.  Direct and separable agree to rounding;
+        the FFT's error is relative to the largest values of ``x`` and the
+        kernel (as scipy.signal.fftconvolve's), and a NaN or infinity in
+        ``x`` makes every FFT output NaN.
     out : ndarray, optional
         Array of the result's shape and dtype to write into (C-contiguous,
         not overlapping ``x``); checked before any work, and returned.
@@ -274,8 +268,9 @@ _PARAMS_DOC = """
 
     Notes
     -----
-    A NaN in ``x`` reaches every output whose window holds it under a
-    non-zero weight (zero weights are skipped, as in scipy.ndimage).
+    On the direct and separable paths a NaN in ``x`` reaches every output
+    whose window holds it under a non-zero weight (zero weights are skipped,
+    as in scipy.ndimage).
 """
 
 

@@ -3,10 +3,11 @@
 Every filter converts its input as ``skimage.util.img_as_float`` does
 (uint8 / 255, uint16 / 65535, bool 0/1; float32 stays float32, float16
 becomes float32) unless ``preserve_range=True`` where scikit-image offers it,
-and returns a new float array.  All of them run as one-dimensional passes of
-:func:`filtkit.backends.cpu.correlate2d` along each axis, in the order
-scipy.ndimage uses, so they agree with scikit-image 0.26 to rounding
-(1e-12 in float64) for every ``mode``.
+and returns a new float array.  They are separable: two filtered axes run as
+one fused column/row pass (:func:`filtkit.backends.cpu.separable2d`; the
+2-D edge magnitude as :func:`~filtkit.backends.cpu.gradient_magnitude2d`),
+other axis counts as one-dimensional passes along each axis, so they agree
+with scikit-image 0.26 to rounding (1e-12 in float64) for every ``mode``.
 """
 
 import numpy as np
@@ -17,7 +18,9 @@ from .._validate import (
     check_array,
     check_axis,
     check_boundary,
+    check_out,
     check_real,
+    float_dtype,
 )
 from ..backends import cpu
 from . import kernels as _k
@@ -31,10 +34,10 @@ def _image(image, *, preserve_range=False, ndims=None):
     return as_float(image, scale=not preserve_range)
 
 
-def _correlate_axis(x, weights, axis, code, cval, origin=0):
-    """scipy.ndimage.correlate1d(x, weights, axis, mode, cval, origin) on float x."""
+def _correlate_axis(x, weights, axis, code, cval):
+    """scipy.ndimage.correlate1d(x, weights, axis, mode, cval) on float x."""
     w = np.ascontiguousarray(weights, dtype=x.dtype)
-    off = len(w) // 2 - origin
+    off = len(w) // 2
     shape = x.shape
     a = int(np.prod(shape[:axis], dtype=np.int64))
     n = shape[axis]
@@ -151,7 +154,8 @@ def gaussian(
     channel_axis : int or None
         Axis of colour channels, each filtered separately.
     out : ndarray, optional
-        Float array of the image's shape to write the result into.
+        Array of the image's shape and the result's dtype (float32 for
+        float32/float16 input, else float64) to write the result into.
 
     Returns
     -------
@@ -173,16 +177,8 @@ def gaussian(
     sigmas = _per_axis(sigma, "sigma", image.ndim, channel_axis)
     code, cval = check_boundary(mode, cval, name="mode")
     truncate = check_real(truncate, "truncate", minimum=0.0)
-    if out is not None and (
-        not isinstance(out, np.ndarray)
-        or out.dtype.kind != "f"
-        or out.shape != image.shape
-    ):
-        raise ValueError(
-            f"`out` must be a float array of shape {image.shape}, got "
-            f"{getattr(out, 'dtype', type(out).__name__)} "
-            f"{getattr(out, 'shape', '')}"
-        )
+    if out is not None:
+        check_out(out, image.shape, float_dtype(image.dtype), image)
     x = as_float(image, scale=not preserve_range)
     result = _gaussian_float(x, sigmas, code, cval, truncate)
     if out is not None:
@@ -266,6 +262,8 @@ def _edge_filter(image, smooth, axis, mode, cval, mask):
         axes = [check_axis(axis, ndim, "axis")]
     else:
         axes = [check_axis(a, ndim, "axis") for a in axis]
+    if not axes:
+        raise ValueError("`axis` must name at least one axis, got an empty sequence")
     if ndim == 2 and sorted(axes) == [0, 1]:
         out = np.empty_like(x)
         cpu.gradient_magnitude2d(x[None], _EDGE.astype(x.dtype), smooth.astype(x.dtype),
@@ -278,17 +276,16 @@ def _edge_filter(image, smooth, axis, mode, cval, mask):
             for a in axes
         ]
         return _mask_result(_magnitude(gradients) if len(axes) > 1 else gradients[0], mask)
-    if code == BOUNDARY_CODES["constant"] and cval != 0.0:
-        # The edge kernel sums to zero, so a constant border of cval acts like
-        # a zero border on x - cval: exactly ndimage's N-D convolution.
-        x = x - x.dtype.type(cval)
-        cval = 0.0
+    # ndimage's N-D convolution sees cval beyond every edge; after the edge
+    # pass that constant has become cval * sum([-1, 0, 1]) = 0, so the
+    # smoothing passes read 0 there in constant mode.
+    smooth_cval = 0.0 if code == BOUNDARY_CODES["constant"] else cval
     gradients = []
     for edge_dim in axes:
         r = _correlate_axis(x, _EDGE, edge_dim, code, cval)
         for smooth_dim in range(ndim):
             if smooth_dim != edge_dim:
-                r = _correlate_axis(r, smooth, smooth_dim, code, cval)
+                r = _correlate_axis(r, smooth, smooth_dim, code, smooth_cval)
         gradients.append(r)
     return _mask_result(_magnitude(gradients) if len(axes) > 1 else gradients[0], mask)
 

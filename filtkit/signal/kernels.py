@@ -22,7 +22,8 @@ from .._validate import check_choice, check_int_tuple, check_real
 
 
 def _axis(axis):
-    if axis not in (0, 1) or isinstance(axis, bool):
+    if isinstance(axis, (bool, np.bool_)) or not isinstance(axis, (int, np.integer)) \
+            or axis not in (0, 1):
         raise ValueError(f"`axis` must be one of {{0, 1}}, got {axis!r}")
     return int(axis)
 
@@ -44,6 +45,22 @@ def box(size=3):
     return np.full(shape, 1.0 / (shape[0] * shape[1]))
 
 
+#: Largest kernel radius the Gaussian-based kernels build (2 million taps).
+MAX_RADIUS = 10**6
+
+
+def _radius(sigma, truncate):
+    """Check ``sigma``/``truncate``; the radius ``int(truncate * sigma + 0.5)``."""
+    sigma = check_real(sigma, "sigma", minimum=0.0, strict=True)
+    truncate = check_real(truncate, "truncate", minimum=0.0)
+    radius = int(truncate * sigma + 0.5)
+    if radius > MAX_RADIUS:
+        raise ValueError(
+            f"`sigma` * `truncate` gives a kernel radius of {radius}, above {MAX_RADIUS}"
+        )
+    return sigma, radius
+
+
 def gaussian1d(sigma, *, truncate=4.0):
     """1-D Gaussian weights as scipy.ndimage builds them, summing to 1.
 
@@ -52,9 +69,7 @@ def gaussian1d(sigma, *, truncate=4.0):
     >>> gaussian1d(1.0, truncate=1.0).round(4)
     array([0.2741, 0.4519, 0.2741])
     """
-    sigma = check_real(sigma, "sigma", minimum=0.0, strict=True)
-    truncate = check_real(truncate, "truncate", minimum=0.0)
-    radius = int(truncate * sigma + 0.5)
+    sigma, radius = _radius(sigma, truncate)
     x = np.arange(-radius, radius + 1)
     phi = np.exp(-0.5 / (sigma * sigma) * x**2)
     return phi / phi.sum()
@@ -123,9 +138,7 @@ def log(sigma, *, truncate=4.0):
     >>> k.shape, abs(float(k.sum())) < 1e-15
     ((9, 9), True)
     """
-    sigma = check_real(sigma, "sigma", minimum=0.0, strict=True)
-    truncate = check_real(truncate, "truncate", minimum=0.0)
-    radius = int(truncate * sigma + 0.5)
+    sigma, radius = _radius(sigma, truncate)
     y, x = np.mgrid[-radius : radius + 1, -radius : radius + 1].astype(float)
     q = (x * x + y * y) / (2.0 * sigma * sigma)
     k = -(1.0 - q) * np.exp(-q) / (np.pi * sigma**4)

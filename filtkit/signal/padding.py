@@ -1,23 +1,13 @@
 """Padding and the seed's size formulas: ``pad``, ``output_size``, ``same_padding``."""
 
-import operator
-
 import numpy as np
 
-from .._validate import check_array, check_boundary
+from .._validate import check_array, check_boundary, check_int_tuple
 from ..backends import cpu
 
 
 def _as_int(value, name, minimum):
-    if isinstance(value, (bool, np.bool_)):
-        raise TypeError(f"`{name}` must be an int, got {value!r}")
-    try:
-        v = operator.index(value)
-    except TypeError:
-        raise TypeError(f"`{name}` must be an int, got {value!r}") from None
-    if v < minimum:
-        raise ValueError(f"`{name}` must be >= {minimum}, got {value!r}")
-    return int(v)
+    return check_int_tuple(value, name, 1, minimum=minimum)[0]
 
 
 def _pad_widths(width, ndim):
@@ -77,7 +67,7 @@ def pad(x, width, *, mode="constant", cval=0.0):
     if code == 0 and x.dtype.kind in "biu":
         info = np.iinfo(x.dtype) if x.dtype.kind != "b" else None
         lo, hi = (0, 1) if info is None else (info.min, info.max)
-        if cval != int(cval) or not lo <= cval <= hi:
+        if not np.isfinite(cval) or cval != int(cval) or not lo <= int(cval) <= hi:
             raise ValueError(
                 f"`cval` must be an integer in [{lo}, {hi}] to pad a {x.dtype} array, "
                 f"got {cval!r}"

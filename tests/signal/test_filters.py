@@ -178,6 +178,13 @@ def test_layouts_equal_contiguous():
         (lambda: fs.uniform(np.ones((5, 5)), 2.5), ValueError, "`size`"),
         (lambda: fs.sobel(np.ones((5, 5)), mode="vaild"), ValueError, "`mode`"),
         (lambda: fs.sobel(np.ones((5, 5)), axis=2), ValueError, "`axis`"),
+        (lambda: fs.sobel(np.ones((5, 5)), axis=[]), ValueError, "`axis`"),
+        (lambda: fs.gaussian(np.ones((5, 5)), float("inf")), ValueError, "`sigma`"),
+        (lambda: fs.gaussian(np.ones((5, 5)), float("nan")), ValueError, "`sigma`"),
+        (lambda: fs.gaussian(np.ones((5, 5)), 1e9), ValueError, "`sigma`"),
+        (lambda: fs.gaussian(np.ones((5, 5)), out=np.empty((5, 5), np.float32)), ValueError,
+         "`out`"),
+        (lambda: fs.uniform(np.ones((5, 5)), float("inf")), ValueError, "`size`"),
         (lambda: fs.sobel(np.ones((5, 5)), mask=np.ones((4, 5), bool)), ValueError, "`mask`"),
         (lambda: fs.sobel_h(np.ones((5, 5, 3))), ValueError, "`image`"),
         (lambda: fs.roberts(np.ones(5)), ValueError, "`image`"),
@@ -191,3 +198,14 @@ def test_layouts_equal_contiguous():
 def test_bad_input(call, exc, name):
     with pytest.raises(exc, match=name):
         call()
+
+
+@pytest.mark.parametrize("cval", [1e3, 1e8, np.nan])
+def test_edge_filters_constant_cval_on_volumes(rng, cval):
+    vol = rng.random((5, 6, 7))
+    for name in EDGE:
+        ours = getattr(fs, name)(vol, mode="constant", cval=cval)
+        ref = getattr(skf, name)(vol, mode="constant", cval=cval)
+        np.testing.assert_array_equal(np.isnan(ours), np.isnan(ref))
+        ok = ~np.isnan(ref)
+        np.testing.assert_allclose(ours[ok], ref[ok], rtol=1e-12, atol=1e-12)
