@@ -25,9 +25,11 @@ Numba cannot fuse two ``prange`` loops.
 import numpy as np
 from numba import njit, prange
 
-from .._config import CACHE, FASTMATH, PARALLEL
+from .._config import BOUNDARY_CODES, CACHE, FASTMATH, PARALLEL
 
-CONSTANT, REFLECT, MIRROR, NEAREST, WRAP = 0, 1, 2, 3, 4
+CONSTANT, REFLECT, MIRROR, NEAREST, WRAP = (
+    BOUNDARY_CODES[name] for name in ("constant", "reflect", "mirror", "nearest", "wrap")
+)
 
 _jit = dict(cache=CACHE, fastmath=FASTMATH)
 

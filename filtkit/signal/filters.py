@@ -56,22 +56,6 @@ def _correlate_axis(x, weights, axis, code, cval):
     return out
 
 
-def _correlate_2d(x, col, row, code, cval):
-    """A 2-D image correlated with ``outer(col, row)`` in one fused pass.
-
-    Same as correlating along axis 0 with ``col`` and then along axis 1 with
-    ``row`` (odd lengths, ndimage's centring), except that in constant mode
-    the second pass sees ``cval * sum(col)`` beyond the edge, as the 2-D
-    kernel does.
-    """
-    out = np.empty_like(x)
-    cpu.separable2d(
-        x[None], np.ascontiguousarray(col, dtype=x.dtype), np.ascontiguousarray(row, dtype=x.dtype),
-        out[None], len(col) // 2, len(row) // 2, 1, 1, 1, 1, code, cval,
-    )
-    return out
-
-
 def _per_axis(value, name, ndim, channel_axis):
     """Normalise a scalar-or-sequence parameter to one value per axis.
 
@@ -96,13 +80,15 @@ def _channel_axis(channel_axis, ndim):
     return None if channel_axis is None else check_axis(channel_axis, ndim, "channel_axis")
 
 
-def _smooth(x, weights, code, cval):
+def _separable(x, weights, code, cval):
     """Correlate ``x`` along every axis whose entry of ``weights`` is not None.
 
-    The weights must sum to 1 (Gaussian, box): then the fused two-axis pass,
-    used whenever exactly two axes are filtered (a grey image, or a colour
-    image with its channel axis left alone), equals scipy.ndimage's
-    sequence of 1-D passes to rounding, in constant mode too.
+    Exactly two filtered axes (a grey image, or a colour image with its
+    channel axis left alone) run as one fused pass with the 2-D kernel's
+    meaning in constant mode: ``cval`` beyond every edge.  For weights that
+    sum to 1 (Gaussian, box) that equals scipy.ndimage's sequence of 1-D
+    passes to rounding; for an edge filter it equals ndimage's 2-D convolution.
+    Other axis counts run as 1-D passes.
     """
     axes = [a for a, w in enumerate(weights) if w is not None]
     if len(axes) != 2:
@@ -121,7 +107,7 @@ def _smooth(x, weights, code, cval):
 def _gaussian_float(x, sigmas, code, cval, truncate):
     weights = [_k.gaussian1d(sg, truncate=truncate)[::-1] if sg > 1e-15 else None
                for sg in sigmas]
-    return _smooth(x, weights, code, cval)
+    return _separable(x, weights, code, cval)
 
 
 def gaussian(
@@ -232,7 +218,7 @@ def uniform(
             raise ValueError(f"`size` must be integers >= 1, got {size!r}")
     x = as_float(image, scale=not preserve_range)
     weights = [np.full(int(s), 1.0 / int(s)) if s > 1 else None for s in sizes]
-    x = _smooth(x, weights, code, cval)
+    x = _separable(x, weights, code, cval)
     return x.copy() if np.shares_memory(x, image) else x
 
 
@@ -271,8 +257,7 @@ def _edge_filter(image, smooth, axis, mode, cval, mask):
         return _mask_result(out, mask)
     if ndim == 2:
         gradients = [
-            _correlate_2d(x, _EDGE, smooth, code, cval) if a == 0
-            else _correlate_2d(x, smooth, _EDGE, code, cval)
+            _separable(x, [_EDGE, smooth] if a == 0 else [smooth, _EDGE], code, cval)
             for a in axes
         ]
         return _mask_result(_magnitude(gradients) if len(axes) > 1 else gradients[0], mask)

@@ -4,6 +4,7 @@ import numpy as np
 
 from .._validate import as_float, check_array, check_int_tuple
 from ..backends import cpu
+from .padding import output_size
 
 
 def _pool(kernel_fn, x, size, stride):
@@ -15,8 +16,8 @@ def _pool(kernel_fn, x, size, stride):
         raise ValueError(f"`size` {size} must not exceed the image size {(h, w)}")
     xf = as_float(x)
     lead = xf.shape[:-2]
-    ho = (h - size[0]) // stride[0] + 1
-    wo = (w - size[1]) // stride[1] + 1
+    ho = output_size(h, size[0], stride=stride[0])
+    wo = output_size(w, size[1], stride=stride[1])
     out = np.empty(lead + (ho, wo), dtype=xf.dtype)
     kernel_fn(xf.reshape(-1, h, w), out.reshape(-1, ho, wo), *size, *stride)
     return out
