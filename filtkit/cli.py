@@ -12,6 +12,7 @@ prints one line to stderr and exits with status 2, leaving no output file.
 import argparse
 import inspect
 import os
+import re
 import sys
 
 import numpy as np
@@ -149,6 +150,12 @@ def _apply(image, fn, kernel, kwargs):
     return out
 
 
+def _summary(fn):
+    """First docstring line without reST markup, for listings."""
+    first = (fn.__doc__ or "").strip().splitlines()[0]
+    return re.sub(r":\w+:`~?([^`]+)`", r"\1", first).replace("``", "")
+
+
 def _run_kernels(_args):
     from .signal.filters import FILTERS
     from .signal.kernels import NAMED
@@ -156,12 +163,10 @@ def _run_kernels(_args):
     print("kernels (filtkit filter IN OUT --filter convolve --kernel NAME):")
     for name, (factory, params) in NAMED.items():
         k = factory(**params)
-        first = (factory.__doc__ or "").strip().splitlines()[0]
-        print(f"  {name:<10} {k.shape[0]}x{k.shape[1]}  {first}")
+        print(f"  {name:<10} {k.shape[0]}x{k.shape[1]}  {_summary(factory)}")
     print("filters (filtkit filter IN OUT --filter NAME):")
     for name, fn in FILTERS.items():
-        first = (fn.__doc__ or "").strip().splitlines()[0]
-        print(f"  {name:<24} {first}")
+        print(f"  {name:<24} {_summary(fn)}")
 
 
 def _run_demo(args):
@@ -179,6 +184,9 @@ def main(argv=None):
             parser.print_help()
             return 0
         {"demo": _run_demo, "filter": _run_filter, "kernels": _run_kernels}[args.command](args)
+    except BrokenPipeError:  # e.g. `filtkit kernels | head`: stop quietly
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
     except (_UsageError, ValueError, TypeError, OSError, MemoryError) as exc:
         message = " ".join(str(exc).split())
         print(f"filtkit: error: {message}", file=sys.stderr)

@@ -35,8 +35,19 @@ def _derivative(smooth, axis):
 
 
 def box(size=3):
-    """Box (mean) kernel of ``size`` (int or (rows, cols)), summing to 1.
+    """Box (mean) kernel, summing to 1.
 
+    Parameters
+    ----------
+    size : int or (int, int)
+        Rows and columns (>= 1).
+
+    Returns
+    -------
+    ndarray of float64
+
+    Examples
+    --------
     >>> box(2)
     array([[0.25, 0.25],
            [0.25, 0.25]])
@@ -64,8 +75,20 @@ def _radius(sigma, truncate):
 def gaussian1d(sigma, *, truncate=4.0):
     """1-D Gaussian weights as scipy.ndimage builds them, summing to 1.
 
-    The radius is ``int(truncate * sigma + 0.5)``.
+    Parameters
+    ----------
+    sigma : float
+        Standard deviation (> 0).
+    truncate : float
+        Radius in standard deviations: ``int(truncate * sigma + 0.5)`` taps
+        on each side (at most ``MAX_RADIUS``).
 
+    Returns
+    -------
+    ndarray of float64, length ``2 * radius + 1``
+
+    Examples
+    --------
     >>> gaussian1d(1.0, truncate=1.0).round(4)
     array([0.2741, 0.4519, 0.2741])
     """
@@ -78,6 +101,17 @@ def gaussian1d(sigma, *, truncate=4.0):
 def gaussian(sigma, *, truncate=4.0):
     """2-D Gaussian kernel, the outer product of two :func:`gaussian1d`.
 
+    Parameters
+    ----------
+    sigma, truncate : float
+        As :func:`gaussian1d`.
+
+    Returns
+    -------
+    ndarray of float64, square
+
+    Examples
+    --------
     >>> gaussian(1.0).shape
     (9, 9)
     """
@@ -85,25 +119,63 @@ def gaussian(sigma, *, truncate=4.0):
     return np.outer(g, g)
 
 
+_DERIVATIVE_DOC = """{name} derivative kernel (3x3) along ``axis``.
+
+    ``[-1, 0, 1]`` along ``axis``, smoothed with ``{smooth}`` across it; for
+    correlation: positive where the image brightens along ``axis``.
+
+    Parameters
+    ----------
+    axis : {{0, 1}}
+        0 differentiates down the rows, 1 along the columns.
+
+    Returns
+    -------
+    ndarray of float64, 3x3
+
+    Examples
+    --------
+    >>> {func}(0)[:, 1]
+    array([-{mid}.,  0.,  {mid}.])
+"""
+
+
 def sobel(axis=0):
-    """Sobel derivative along ``axis`` (0: rows, downwards; 1: columns)."""
     return _derivative(np.array([1.0, 2.0, 1.0]), axis)
 
 
 def prewitt(axis=0):
-    """Prewitt derivative along ``axis``."""
     return _derivative(np.array([1.0, 1.0, 1.0]), axis)
 
 
 def scharr(axis=0):
-    """Scharr derivative along ``axis``."""
     return _derivative(np.array([3.0, 10.0, 3.0]), axis)
+
+
+for _f, _name, _smooth, _mid in [(sobel, "Sobel", "[1, 2, 1]", 2),
+                                 (prewitt, "Prewitt", "[1, 1, 1]", 1),
+                                 (scharr, "Scharr", "[3, 10, 3]", 10)]:
+    _f.__doc__ = _DERIVATIVE_DOC.format(name=_name, smooth=_smooth, func=_f.__name__, mid=_mid)
 
 
 def roberts(diagonal="positive"):
     """Roberts cross, the 2x2 diagonal difference scikit-image convolves with.
 
-    ``'positive'`` is ``[[1, 0], [0, -1]]``, ``'negative'`` ``[[0, 1], [-1, 0]]``.
+    Parameters
+    ----------
+    diagonal : {'positive', 'negative'}
+        ``'positive'`` is ``[[1, 0], [0, -1]]``, ``'negative'``
+        ``[[0, 1], [-1, 0]]``.
+
+    Returns
+    -------
+    ndarray of float64, 2x2
+
+    Examples
+    --------
+    >>> roberts("negative")
+    array([[ 0.,  1.],
+           [-1.,  0.]])
     """
     check_choice(diagonal, "diagonal", ("positive", "negative"))
     if diagonal == "positive":
@@ -114,6 +186,19 @@ def roberts(diagonal="positive"):
 def laplacian(neighbours=4):
     """Discrete Laplacian with 4 or 8 neighbours (centre negative).
 
+    scikit-image's ``laplace`` filter uses the negative of ``laplacian(4)``.
+
+    Parameters
+    ----------
+    neighbours : {4, 8}
+        Face neighbours only, or faces and corners.
+
+    Returns
+    -------
+    ndarray of float64, 3x3
+
+    Examples
+    --------
     >>> laplacian(4)
     array([[ 0.,  1.,  0.],
            [ 1., -4.,  1.],
@@ -134,6 +219,17 @@ def log(sigma, *, truncate=4.0):
     ``LoG(r) = -(1 - r^2 / (2 sigma^2)) exp(-r^2 / (2 sigma^2)) / (pi sigma^4)``
     sampled on a ``2 * int(truncate * sigma + 0.5) + 1`` square grid.
 
+    Parameters
+    ----------
+    sigma, truncate : float
+        As :func:`gaussian1d`.
+
+    Returns
+    -------
+    ndarray of float64, square, summing to 0
+
+    Examples
+    --------
     >>> k = log(1.0)
     >>> k.shape, abs(float(k.sum())) < 1e-15
     ((9, 9), True)
@@ -146,12 +242,34 @@ def log(sigma, *, truncate=4.0):
 
 
 def sharpen():
-    """Sharpening kernel ``[[0, -1, 0], [-1, 5, -1], [0, -1, 0]]`` (sums to 1)."""
+    """Sharpening kernel: the identity minus the 4-neighbour Laplacian.
+
+    Returns
+    -------
+    ndarray of float64
+        ``[[0, -1, 0], [-1, 5, -1], [0, -1, 0]]``, summing to 1.
+
+    Examples
+    --------
+    >>> float(sharpen().sum())
+    1.0
+    """
     return np.array([[0.0, -1.0, 0.0], [-1.0, 5.0, -1.0], [0.0, -1.0, 0.0]])
 
 
 def emboss():
-    """Emboss kernel ``[[-2, -1, 0], [-1, 1, 1], [0, 1, 2]]`` (sums to 1)."""
+    """Emboss kernel: the identity plus a diagonal relief.
+
+    Returns
+    -------
+    ndarray of float64
+        ``[[-2, -1, 0], [-1, 1, 1], [0, 1, 2]]``, summing to 1.
+
+    Examples
+    --------
+    >>> emboss()[0, 0], emboss()[2, 2]
+    (np.float64(-2.0), np.float64(2.0))
+    """
     return np.array([[-2.0, -1.0, 0.0], [-1.0, 1.0, 1.0], [0.0, 1.0, 2.0]])
 
 
