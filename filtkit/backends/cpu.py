@@ -66,17 +66,19 @@ def boundary_index(n, lo, hi, mode):
     return out
 
 
-@njit(parallel=PARALLEL, **_jit)
+@njit(**_jit)
 def extend2d(x, out, idx0, idx1, cval):
     """out[b, a, c] = x[b, idx0[a], idx1[c]], or cval where an index is -1.
 
     Writes the boundary-extended image (indices from :func:`boundary_index`)
     into the top-left corner of ``out`` in one pass; the FFT path then
     transforms ``out`` (zero beyond that corner) without another copy.
+    Serial on purpose: OpenMP threads left spinning after a parallel region
+    starve scipy.fft's worker threads that run right after it.
     """
     nb = x.shape[0]
     n0, n1 = idx0.shape[0], idx1.shape[0]
-    for t in prange(nb * n0):
+    for t in range(nb * n0):
         b = t // n0
         a = t - b * n0
         r = idx0[a]
