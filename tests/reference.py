@@ -37,6 +37,17 @@ def dilate_kernel(w, dilation):
     return out
 
 
+def axis_plan(n, k, mode, stride=1, dilation=1):
+    """(offset of output 0, number of outputs) along one axis, scipy.signal's
+    centring: K-1 ('full'), (K-1) - (K-1)//2 ('same') or 0 ('valid') for the
+    dilated size K, every ``stride``-th output of the stride-1 result."""
+    keff = dilation * (k - 1) + 1
+    off, length = {"full": (keff - 1, n + keff - 1),
+                   "same": ((keff - 1) - (keff - 1) // 2, n),
+                   "valid": (0, n - keff + 1)}[mode]
+    return off, (length - 1) // stride + 1
+
+
 def naive_correlate(x, w, mode="same", boundary="constant", cval=0.0, stride=1, dilation=1):
     """Cross-correlation of N-D ``x`` with ``w`` by padding and summing taps.
 
@@ -49,12 +60,7 @@ def naive_correlate(x, w, mode="same", boundary="constant", cval=0.0, stride=1, 
     stride = np.broadcast_to(stride, (x.ndim,))
     widths, lengths = [], []
     for n, k in zip(x.shape, wd.shape):
-        if mode == "full":
-            off, length = k - 1, n + k - 1
-        elif mode == "same":
-            off, length = (k - 1) - (k - 1) // 2, n
-        else:
-            off, length = 0, n - k + 1
+        off, length = axis_plan(n, k, mode)
         widths.append((off, max(0, length + k - 1 - off - n)))
         lengths.append(length)
     xp = np_pad(x, widths, boundary, cval) if mode != "valid" else x

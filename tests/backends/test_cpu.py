@@ -9,7 +9,7 @@ import pytest
 
 from filtkit._config import BOUNDARY_CODES
 from filtkit.backends import cpu
-from tests.reference import BOUNDARIES, naive_correlate, naive_pool, np_pad
+from tests.reference import BOUNDARIES, axis_plan, naive_correlate, naive_pool, np_pad
 
 BACKENDS = {"cpu": cpu}
 
@@ -44,14 +44,8 @@ def test_boundary_index_matches_np_pad(backend, boundary, n, lo, hi):
 def test_correlate2d(rng, backend, dtype, boundary, shape, kshape, mode, stride, dilation):
     x = rng.standard_normal(shape).astype(dtype)
     w = rng.standard_normal(kshape).astype(dtype)
-    offs, sizes = [], []
-    for n, k, s, d in zip(shape[1:], kshape, stride, dilation):
-        keff = d * (k - 1) + 1
-        off, length = {"full": (keff - 1, n + keff - 1),
-                       "same": ((keff - 1) - (keff - 1) // 2, n),
-                       "valid": (0, n - keff + 1)}[mode]
-        offs.append(off)
-        sizes.append((length - 1) // s + 1)
+    offs, sizes = zip(*(axis_plan(n, k, mode, s, d)
+                        for n, k, s, d in zip(shape[1:], kshape, stride, dilation)))
     out = np.full((shape[0], *sizes), np.nan, dtype=dtype)
     backend.correlate2d(x, w, out, offs[0], offs[1], stride[0], stride[1],
                         dilation[0], dilation[1], BOUNDARY_CODES[boundary], 0.75)
@@ -98,14 +92,8 @@ def test_separable2d(rng, backend, dtype, boundary, kh, kw, mode, stride, dilati
     col = rng.standard_normal(kh).astype(dtype)
     row = rng.standard_normal(kw).astype(dtype)
     col[kh // 2] = 0.0  # zero taps are skipped
-    offs, sizes = [], []
-    for n, k, s, d in zip(x.shape[1:], (kh, kw), stride, dilation):
-        keff = d * (k - 1) + 1
-        off, length = {"full": (keff - 1, n + keff - 1),
-                       "same": ((keff - 1) - (keff - 1) // 2, n),
-                       "valid": (0, n - keff + 1)}[mode]
-        offs.append(off)
-        sizes.append((length - 1) // s + 1)
+    offs, sizes = zip(*(axis_plan(n, k, mode, s, d)
+                        for n, k, s, d in zip(x.shape[1:], (kh, kw), stride, dilation)))
     out = np.full((2, *sizes), np.nan, dtype=dtype)
     backend.separable2d(x, col, row, out, offs[0], offs[1], stride[0], stride[1],
                         dilation[0], dilation[1], BOUNDARY_CODES[boundary], -0.5)
