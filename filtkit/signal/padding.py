@@ -74,11 +74,11 @@ def pad(x, width, *, mode="constant", cval=0.0):
             )
     out = x
     for axis, (before, after) in enumerate(widths):
-        out = extend(out, axis, before, after, code, cval)
+        out = _extend(out, axis, before, after, code, cval)
     return out
 
 
-def extend(x, axis, before, after, code, cval):
+def _extend(x, axis, before, after, code, cval):
     """``x`` extended along ``axis`` by the boundary mode with ``code``.
 
     Uses the backend's :func:`~filtkit.backends.cpu.boundary_index`, the same
