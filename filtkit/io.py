@@ -91,6 +91,22 @@ def imread(path):
 def to_uint8(image):
     """Convert an image to uint8 by the documented rule (see module docstring).
 
+    Parameters
+    ----------
+    image : array_like
+        Float (expected in [0, 1]), bool or integer image.
+
+    Returns
+    -------
+    ndarray of uint8
+
+    Raises
+    ------
+    ValueError
+        For NaN, or integers outside [0, 255]: nothing is ever wrapped.
+
+    Examples
+    --------
     >>> to_uint8(np.array([-0.2, 0.0, 0.5, 1.0, 7.0]))
     array([  0,   0, 128, 255, 255], dtype=uint8)
     """

@@ -389,12 +389,50 @@ def _roberts_diag(image, diagonal, mask):
 
 
 def roberts_pos_diag(image, mask=None):
-    """Roberts cross along the positive diagonal, as scikit-image."""
+    """Roberts cross along the positive diagonal, as ``skimage.filters.roberts_pos_diag``.
+
+    Parameters
+    ----------
+    image : array_like
+        2-D image.
+    mask : array_like of bool, optional
+        Only keep results inside the mask eroded by one pixel.
+
+    Returns
+    -------
+    ndarray
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from filtkit.signal import roberts_pos_diag
+    >>> roberts_pos_diag(np.eye(3)).shape
+    (3, 3)
+    """
     return _roberts_diag(image, "positive", mask)
 
 
 def roberts_neg_diag(image, mask=None):
-    """Roberts cross along the negative diagonal, as scikit-image."""
+    """Roberts cross along the negative diagonal, as ``skimage.filters.roberts_neg_diag``.
+
+    Parameters
+    ----------
+    image : array_like
+        2-D image.
+    mask : array_like of bool, optional
+        Only keep results inside the mask eroded by one pixel.
+
+    Returns
+    -------
+    ndarray
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from filtkit.signal import roberts_neg_diag
+    >>> roberts_neg_diag(np.eye(3)).shape
+    (3, 3)
+    """
     return _roberts_diag(image, "negative", mask)
 
 
