@@ -39,6 +39,8 @@ def test_boundary_index_matches_np_pad(backend, boundary, n, lo, hi):
         ((2, 12, 13), (4, 3), "valid", (3, 2), (1, 2)),
         ((2, 10, 9), (3, 3), "full", (2, 1), (2, 3)),  # dense 3x3: the one-pass path
         ((1, 7, 8), (3, 3), "same", (1, 3), (1, 1)),
+        ((2, 11, 13), (5, 6), "same", (1, 1), (1, 2)),  # dense: two output rows per pass
+        ((1, 12, 9), (4, 4), "full", (1, 1), (1, 1)),
     ],
 )
 def test_correlate2d(rng, backend, dtype, boundary, shape, kshape, mode, stride, dilation):
