@@ -389,31 +389,15 @@ def _roberts_diag(image, diagonal, mask):
 
 
 def roberts_pos_diag(image, mask=None):
-    """Roberts cross along the positive diagonal, as ``skimage.filters.roberts_pos_diag``.
-
-    Parameters
-    ----------
-    image : array_like
-        2-D image.
-    mask : array_like of bool, optional
-        Only keep results inside the mask eroded by one pixel.
-
-    Returns
-    -------
-    ndarray
-
-    Examples
-    --------
-    >>> import numpy as np
-    >>> from filtkit.signal import roberts_pos_diag
-    >>> roberts_pos_diag(np.eye(3)).shape
-    (3, 3)
-    """
     return _roberts_diag(image, "positive", mask)
 
 
 def roberts_neg_diag(image, mask=None):
-    """Roberts cross along the negative diagonal, as ``skimage.filters.roberts_neg_diag``.
+    return _roberts_diag(image, "negative", mask)
+
+
+for _fn, _diag in [(roberts_pos_diag, "positive"), (roberts_neg_diag, "negative")]:
+    _fn.__doc__ = f"""Roberts cross along the {_diag} diagonal, as scikit-image's {_fn.__name__}.
 
     Parameters
     ----------
@@ -429,11 +413,10 @@ def roberts_neg_diag(image, mask=None):
     Examples
     --------
     >>> import numpy as np
-    >>> from filtkit.signal import roberts_neg_diag
-    >>> roberts_neg_diag(np.eye(3)).shape
+    >>> from filtkit.signal import {_fn.__name__}
+    >>> {_fn.__name__}(np.eye(3)).shape
     (3, 3)
     """
-    return _roberts_diag(image, "negative", mask)
 
 
 def roberts(image, mask=None):
