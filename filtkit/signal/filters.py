@@ -42,7 +42,7 @@ def _correlate_axis(x, weights, axis, code, cval):
     a = int(np.prod(shape[:axis], dtype=np.int64))
     n = shape[axis]
     b = int(np.prod(shape[axis + 1 :], dtype=np.int64))
-    out = np.empty_like(x)
+    out = cpu.empty_apart(x.shape, x.dtype, x)
     if b == 1:  # filtering along the last axis: rows of length n
         cpu.correlate2d(
             x.reshape(a, 1, n), w.reshape(1, -1), out.reshape(a, 1, n),
@@ -97,7 +97,7 @@ def _separable(x, weights, code, cval):
         return x
     moved = np.ascontiguousarray(np.moveaxis(x, axes, (-2, -1)))
     batch = moved.reshape(-1, *moved.shape[-2:])
-    out = np.empty_like(batch)
+    out = cpu.empty_apart(batch.shape, batch.dtype, batch)
     col, row = (np.ascontiguousarray(weights[a], dtype=x.dtype) for a in axes)
     cpu.separable2d(batch, col, row, out, len(col) // 2, len(row) // 2,
                     1, 1, 1, 1, code, cval)
@@ -251,7 +251,7 @@ def _edge_filter(image, smooth, axis, mode, cval, mask):
     if not axes:
         raise ValueError("`axis` must name at least one axis, got an empty sequence")
     if ndim == 2 and sorted(axes) == [0, 1]:
-        out = np.empty_like(x)
+        out = cpu.empty_apart(x.shape, x.dtype, x)
         cpu.gradient_magnitude2d(x[None], _EDGE.astype(x.dtype), smooth.astype(x.dtype),
                                  out[None], code, cval)
         return _mask_result(out, mask)
@@ -383,7 +383,7 @@ def _roberts_diag(image, diagonal, mask):
     # ndi.convolve with a 2x2 kernel = correlation with the rotated kernel,
     # anchored at its top-left tap, mode 'reflect'.
     w = np.ascontiguousarray(_k.roberts(diagonal)[::-1, ::-1], dtype=x.dtype)
-    out = np.empty_like(x)
+    out = cpu.empty_apart(x.shape, x.dtype, x)
     cpu.correlate2d(x[None], w, out[None], 0, 0, 1, 1, 1, 1, _REFLECT, 0.0)
     return _mask_result(out, mask)
 
