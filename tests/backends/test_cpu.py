@@ -134,3 +134,19 @@ def test_extend2d(rng, backend, boundary):
         np.testing.assert_array_equal(out[b, :14, :15], np_pad(x[b], [(3, 6), (9, 2)], boundary,
                                                                 cval=1.25))
     assert not out[:, 14:].any() and not out[:, :, 15:].any()
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("shape", [(1, 5, 7), (3, 64, 1024), (2, 4)])
+def test_empty_apart_half_a_page_from_the_source(dtype, shape):
+    src = np.empty((17, 33), dtype=dtype)
+    out = cpu.empty_apart(shape, dtype, src)
+    assert out.shape == shape and out.dtype == dtype and out.flags.c_contiguous
+    assert out.flags.writeable
+    delta = (out.ctypes.data - src.ctypes.data) % cpu.ALIAS_PERIOD
+    assert delta == cpu.ALIAS_PERIOD // 2
+
+
+def test_empty_apart_of_no_elements():
+    out = cpu.empty_apart((0, 4), np.float32, np.empty(3, np.float32))
+    assert out.shape == (0, 4) and out.dtype == np.float32
