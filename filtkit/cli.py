@@ -4,6 +4,9 @@
                      compare with scikit-image, write a gallery PNG.
 ``filtkit filter``   filter one image file into another.
 ``filtkit kernels``  list the named kernels and image filters.
+``filtkit train``    train a CNN on IDX files (MNIST format) or the embedded digits.
+``filtkit evaluate`` accuracy of a saved model on IDX files.
+``filtkit predict``  classify image files with a saved model.
 
 Every failure (missing or unreadable file, unknown filter, bad parameter)
 prints one line to stderr and exits with status 2, leaving no output file.
@@ -67,6 +70,32 @@ def _build_parser():
                       help="stretch the result to [0, 1] before writing (default: clip)")
 
     sub.add_parser("kernels", help="list the named kernels and image filters")
+
+    train = sub.add_parser("train", help="train a CNN (MNIST-format IDX files, or the "
+                                         "embedded 8x8 digits when no paths are given)")
+    train.add_argument("--images", help="IDX images file (gzip or raw)")
+    train.add_argument("--labels", help="IDX labels file (gzip or raw)")
+    train.add_argument("--arch", choices=("lenet5", "convnet"), default="convnet")
+    train.add_argument("--epochs", type=int, default=15)
+    train.add_argument("--batch-size", type=int, default=64)
+    train.add_argument("--optimizer", choices=("sgd", "adam"), default="adam")
+    train.add_argument("--lr", type=float, default=None,
+                       help="learning rate (default 1e-3 for adam, 0.05 for sgd)")
+    train.add_argument("--seed", type=int, default=0)
+    train.add_argument("--val-fraction", type=float, default=0.1,
+                       help="share of the images held out for validation (default 0.1)")
+    train.add_argument("--no-augment", action="store_true",
+                       help="train without random shifts of up to 2 pixels")
+    train.add_argument("--out", required=True, help="model file to write (.npz)")
+
+    ev = sub.add_parser("evaluate", help="accuracy of a saved model on IDX files")
+    ev.add_argument("model", help="model file written by `filtkit train`")
+    ev.add_argument("--images", required=True)
+    ev.add_argument("--labels", required=True)
+
+    pr = sub.add_parser("predict", help="classify image files with a saved model")
+    pr.add_argument("model", help="model file written by `filtkit train`")
+    pr.add_argument("images", nargs="+", help="image files (grey or colour)")
     return parser
 
 
@@ -169,6 +198,98 @@ def _run_kernels(_args):
         print(f"  {name:<24} {_summary(fn)}")
 
 
+def _load_labelled(images, labels):
+    from .cnn import data
+
+    if (images is None) != (labels is None):
+        raise _UsageError("give both --images and --labels, or neither")
+    if images is None:
+        return data.load_digits(), "embedded 8x8 digits (scikit-learn)"
+    return data.load_mnist(images, labels), images
+
+
+def _run_train(args):
+    import time
+
+    from . import cnn
+    from .cnn import data, plots
+
+    if args.epochs < 1 or args.batch_size < 1:
+        raise _UsageError("--epochs and --batch-size must be positive integers")
+    out = args.out if args.out.endswith(".npz") else args.out + ".npz"
+    if not os.path.isdir(os.path.dirname(os.path.abspath(out))):
+        raise _UsageError(f"the folder of --out {out!r} does not exist")
+    (X, y), source = _load_labelled(args.images, args.labels)
+    Xtr, ytr, Xval, yval = data.train_val_split(X, y, val_fraction=args.val_fraction,
+                                               seed=args.seed)
+    model = cnn.ARCHITECTURES[args.arch](in_channels=X.shape[1], input_size=X.shape[2],
+                                         num_classes=int(y.max()) + 1, seed=args.seed)
+    lr = args.lr if args.lr is not None else (1e-3 if args.optimizer == "adam" else 0.05)
+    if args.optimizer == "adam":
+        opt = cnn.Adam(model.parameters(), lr)
+    else:
+        opt = cnn.SGD(model.parameters(), lr, momentum=0.9)
+    augment = None if args.no_augment else (
+        lambda xb, rng: data.random_shift(xb, max_shift=2, seed=rng))
+    print(f"training {args.arch} on {len(Xtr)} images from {source} "
+          f"({len(Xval)} held out), {args.epochs} epochs, {args.optimizer} lr={lr}")
+    t0 = time.perf_counter()
+    history = model.fit(Xtr, ytr, epochs=args.epochs, batch_size=args.batch_size,
+                        optimizer=opt, seed=args.seed, augment=augment,
+                        validation_data=(Xval, yval) if len(Xval) else None)
+    seconds = time.perf_counter() - t0
+    model.save(out)
+    stem = out[: -len(".npz")]
+    plots.save_training_curves(history, stem + "-curves.png")
+    plots.save_kernels(model.layers[0].weight.data, stem + "-kernels.png")
+    print(f"trained in {seconds:.1f} s; wrote {out}, {stem}-curves.png, {stem}-kernels.png")
+    if len(Xval):
+        print(f"validation accuracy: {history['val_accuracy'][-1]:.4f}")
+
+
+def _run_evaluate(args):
+    from . import cnn
+
+    model = cnn.load(args.model)
+    (X, y), _ = _load_labelled(args.images, args.labels)
+    _check_input_shape(model, X.shape[1:])
+    res = model.evaluate(X, y)
+    print(f"images: {len(X)}")
+    print(f"loss: {res['loss']:.4f}")
+    print(f"accuracy: {res['accuracy']:.4f}")
+
+
+def _check_input_shape(model, shape):
+    if model.input_shape is not None and tuple(shape) != tuple(model.input_shape):
+        raise _UsageError(f"the model takes images of shape {tuple(model.input_shape)}, "
+                          f"got {tuple(shape)}")
+
+
+def _run_predict(args):
+    from skimage.color import rgb2gray
+    from skimage.transform import resize
+
+    from . import cnn
+    from .io import imread
+
+    model = cnn.load(args.model)
+    if model.input_shape is None or model.input_shape[0] != 1:
+        raise _UsageError("`predict` needs a model trained on single-channel images")
+    _, h, w = model.input_shape
+    batch = []
+    for path in args.images:
+        img = imread(path)
+        if img.ndim == 3:
+            img = rgb2gray(img[..., :3])
+        img = resize(img, (h, w), anti_aliasing=True)
+        if img.mean() > 0.5:  # dark strokes on a light page: MNIST is light on dark
+            img = 1.0 - img
+        batch.append(img)
+    proba = model.predict_proba(np.asarray(batch, dtype=np.float32)[:, None])
+    for path, p in zip(args.images, proba):
+        print(f"{path}: {int(p.argmax())} (p={p.max():.3f})")
+
+
 def _run_demo(args):
     from ._demo import run_demo
 
@@ -183,11 +304,14 @@ def main(argv=None):
         if args.command is None:
             parser.print_help()
             return 0
-        {"demo": _run_demo, "filter": _run_filter, "kernels": _run_kernels}[args.command](args)
+        commands = {"demo": _run_demo, "filter": _run_filter, "kernels": _run_kernels,
+                    "train": _run_train, "evaluate": _run_evaluate, "predict": _run_predict}
+        commands[args.command](args)
     except BrokenPipeError:  # e.g. `filtkit kernels | head`: stop quietly
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 0
-    except (_UsageError, ValueError, TypeError, OSError, MemoryError) as exc:
+    except (_UsageError, ValueError, TypeError, OSError, MemoryError,
+            FloatingPointError) as exc:
         message = " ".join(str(exc).split())
         print(f"filtkit: error: {message}", file=sys.stderr)
         return EXIT_USAGE

@@ -4,7 +4,36 @@
 a ``numba.cuda`` twin with the same names and arguments is planned beside it.
 """
 
+import contextlib
+
 from . import cpu
+
+_blas = None
+
+
+def num_threads():
+    """The number of threads Numba's parallel loops use."""
+    import numba
+
+    return numba.get_num_threads()
+
+
+@contextlib.contextmanager
+def single_threaded_blas():
+    """Hold the BLAS libraries to one thread while backend functions that call
+    ``np.dot`` run inside their ``prange`` loops.
+
+    Each Numba thread then runs its own single-threaded GEMM; a multi-threaded
+    BLAS called from inside (or right after) a parallel region stalls on
+    OpenMP threads spinning for work (see ``NUMBA_NOTES.md``).
+    """
+    global _blas
+    if _blas is None:
+        from threadpoolctl import ThreadpoolController
+
+        _blas = ThreadpoolController()
+    with _blas.limit(limits=1, user_api="blas"):
+        yield
 
 
 def _initialise_numba():
@@ -25,4 +54,4 @@ def _initialise_numba():
 
 _initialise_numba()
 
-__all__ = ["cpu"]
+__all__ = ["cpu", "num_threads", "single_threaded_blas"]

@@ -512,66 +512,93 @@ def gradient_magnitude2d(x, edge, smooth, out, mode, cval):
 
 
 @njit(parallel=PARALLEL, **_jit)
-def correlate3d_valid(x, w, out, s0, s1, s2, d0, d1, d2):
-    """Depth-summing valid-mode correlation, the seed's cov(i, j).
+def max_pool2d(x, out, argmax, k0, k1, s0, s1, p0, p1):
+    """Max pooling of (B, H, W) into (B, Ho, Wo), as torch's MaxPool2d.
 
-    ``out[z, i, j] = sum_d sum_m sum_n w[d, m, n] *
-    x[z*s0 + d*d0, i*s1 + m*d1, j*s2 + n*d2]``.
-
-    x : (D, H, W), w : (Kd, Kh, Kw), out : (Zo, Ho, Wo).
+    Windows start at ``i*s0 - p0``; padding never wins.  ``argmax`` (int64,
+    like ``out``) receives the flat index ``r*W + c`` of the winner within
+    its plane: the first maximum in row-major order, or the last NaN (NaN
+    propagates), PyTorch's rule.
     """
-    kd, kh, kw = w.shape
-    zo, ho, wo = out.shape
-    for t in prange(zo * ho):
-        z = t // ho
-        i = t - z * ho
-        orow = out[z, i]
-        for j in range(wo):
-            orow[j] = 0.0
-        for d in range(kd):
-            for m in range(kh):
-                xrow = x[z * s0 + d * d0, i * s1 + m * d1]
-                for k in range(kw):
-                    wk = w[d, m, k]
-                    if wk == 0.0:
-                        continue
-                    base = k * d2
-                    for j in range(wo):
-                        orow[j] += wk * xrow[base + j * s2]
-
-
-@njit(parallel=PARALLEL, **_jit)
-def max_pool2d(x, out, k0, k1, s0, s1):
-    """Max pooling of (B, H, W) into (B, Ho, Wo); NaN propagates."""
-    nb = x.shape[0]
+    nb, h, w = x.shape
     ho, wo = out.shape[1], out.shape[2]
+    ninf = -np.inf
     for t in prange(nb * ho):
         b = t // ho
         i = t - b * ho
+        r0, r1 = max(i * s0 - p0, 0), min(i * s0 - p0 + k0, h)
         for j in range(wo):
-            best = x[b, i * s0, j * s1]
-            for m in range(k0):
-                for n in range(k1):
-                    v = x[b, i * s0 + m, j * s1 + n]
-                    if v > best or (v != v and best == best):
+            c0, c1 = max(j * s1 - p1, 0), min(j * s1 - p1 + k1, w)
+            best = ninf
+            at = r0 * w + c0
+            for r in range(r0, r1):
+                for c in range(c0, c1):
+                    v = x[b, r, c]
+                    if v > best or v != v:
                         best = v
+                        at = r * w + c
             out[b, i, j] = best
+            argmax[b, i, j] = at
 
 
 @njit(parallel=PARALLEL, **_jit)
-def avg_pool2d(x, out, k0, k1, s0, s1):
-    """Mean pooling of (B, H, W) into (B, Ho, Wo)."""
-    nb = x.shape[0]
+def max_pool2d_backward(dy, argmax, dx):
+    """Route each ``dy`` to its window's ``argmax`` (overlapping windows add up).
+
+    dy, argmax : (B, Ho, Wo); dx : (B, H, W), overwritten.  Each plane is one
+    parallel task, so no two threads write one element.
+    """
+    nb, ho, wo = dy.shape
+    zero = dx.dtype.type(0)
+    for b in prange(nb):
+        flat = dx[b].reshape(dx.shape[1] * dx.shape[2])
+        for t in range(flat.size):
+            flat[t] = zero
+        for i in range(ho):
+            for j in range(wo):
+                flat[argmax[b, i, j]] += dy[b, i, j]
+
+
+@njit(parallel=PARALLEL, **_jit)
+def avg_pool2d(x, out, k0, k1, s0, s1, p0, p1):
+    """Mean pooling of (B, H, W) into (B, Ho, Wo); zero padding counts in the
+    mean (torch's AvgPool2d with count_include_pad=True)."""
+    nb, h, w = x.shape
     ho, wo = out.shape[1], out.shape[2]
     for t in prange(nb * ho):
         b = t // ho
         i = t - b * ho
+        r0, r1 = max(i * s0 - p0, 0), min(i * s0 - p0 + k0, h)
         for j in range(wo):
-            acc = 0.0
-            for m in range(k0):
-                for n in range(k1):
-                    acc += x[b, i * s0 + m, j * s1 + n]
+            c0, c1 = max(j * s1 - p1, 0), min(j * s1 - p1 + k1, w)
+            acc = 0.0  # float64 for both dtypes, as torch's CPU kernel
+            for r in range(r0, r1):
+                for c in range(c0, c1):
+                    acc += x[b, r, c]
             out[b, i, j] = acc / (k0 * k1)
+
+
+@njit(parallel=PARALLEL, **_jit)
+def avg_pool2d_backward(dy, dx, k0, k1, s0, s1, p0, p1):
+    """Spread each ``dy / (k0*k1)`` over its window's positions inside the
+    plane (overlapping windows add up); dx : (B, H, W), overwritten."""
+    nb, ho, wo = dy.shape
+    h, w = dx.shape[1], dx.shape[2]
+    area = dx.dtype.type(k0 * k1)
+    zero = dx.dtype.type(0)
+    for b in prange(nb):
+        plane = dx[b]
+        for r in range(h):
+            for c in range(w):
+                plane[r, c] = zero
+        for i in range(ho):
+            r0, r1 = max(i * s0 - p0, 0), min(i * s0 - p0 + k0, h)
+            for j in range(wo):
+                c0, c1 = max(j * s1 - p1, 0), min(j * s1 - p1 + k1, w)
+                g = dy[b, i, j] / area
+                for r in range(r0, r1):
+                    for c in range(c0, c1):
+                        plane[r, c] += g
 
 
 ALIAS_PERIOD = 4096  # bytes: loads and stores whose addresses agree modulo this falsely collide
@@ -596,3 +623,161 @@ def empty_apart(shape, dtype, source):
     want = (source.ctypes.data + ALIAS_PERIOD // 2) % ALIAS_PERIOD
     start = (want - buf.ctypes.data) % ALIAS_PERIOD // dtype.itemsize
     return buf[start : start + n].reshape(shape)
+
+
+@njit(inline="always", **_jit)
+def _valid_range(n_out, start, step, n_in):
+    """Output indices [lo, hi) whose source ``o*step + start`` lies in [0, n_in)."""
+    lo = 0 if start >= 0 else (-start + step - 1) // step
+    last = n_in - 1 - start
+    hi = 0 if last < 0 else last // step + 1
+    lo = min(lo, n_out)
+    return lo, max(lo, min(hi, n_out))
+
+
+@njit(**_jit)
+def _im2col(xn, cols, kh, kw, s0, s1, p0, p1, d0, d1, ho, wo):
+    """cols[(c*kh + m)*kw + k, i*wo + j] = xn[c, i*s0 + m*d0 - p0, j*s1 + k*d1 - p1], 0 outside."""
+    nc, h, w = xn.shape
+    zero = cols.dtype.type(0)
+    for c in range(nc):
+        for m in range(kh):
+            ilo, ihi = _valid_range(ho, m * d0 - p0, s0, h)
+            for k in range(kw):
+                row = cols[(c * kh + m) * kw + k]
+                jlo, jhi = _valid_range(wo, k * d1 - p1, s1, w)
+                for t in range(ilo * wo):
+                    row[t] = zero
+                for i in range(ilo, ihi):
+                    base = i * wo
+                    src = xn[c, i * s0 + m * d0 - p0]
+                    for j in range(jlo):
+                        row[base + j] = zero
+                    q0 = jlo * s1 + k * d1 - p1
+                    if s1 == 1:
+                        dst = row[base + jlo : base + jhi]
+                        seg = src[q0 : q0 + jhi - jlo]
+                        for j in range(jhi - jlo):
+                            dst[j] = seg[j]
+                    else:
+                        for j in range(jlo, jhi):
+                            row[base + j] = src[q0 + (j - jlo) * s1]
+                    for j in range(jhi, wo):
+                        row[base + j] = zero
+                for t in range(ihi * wo, ho * wo):
+                    row[t] = zero
+
+
+@njit(**_jit)
+def _col2im(cols, xn, kh, kw, s0, s1, p0, p1, d0, d1, ho, wo):
+    """The adjoint of :func:`_im2col`: xn[c, r, q] += every cols entry that read it."""
+    nc, h, w = xn.shape
+    for c in range(nc):
+        for m in range(kh):
+            ilo, ihi = _valid_range(ho, m * d0 - p0, s0, h)
+            for k in range(kw):
+                row = cols[(c * kh + m) * kw + k]
+                jlo, jhi = _valid_range(wo, k * d1 - p1, s1, w)
+                for i in range(ilo, ihi):
+                    base = i * wo
+                    dst = xn[c, i * s0 + m * d0 - p0]
+                    q0 = jlo * s1 + k * d1 - p1
+                    if s1 == 1:
+                        seg = dst[q0 : q0 + jhi - jlo]
+                        src = row[base + jlo : base + jhi]
+                        for j in range(jhi - jlo):
+                            seg[j] += src[j]
+                    else:
+                        for j in range(jlo, jhi):
+                            dst[q0 + (j - jlo) * s1] += row[base + j]
+
+
+@njit(parallel=PARALLEL, **_jit)
+def conv2d(x, w, b, out, s0, s1, p0, p1, d0, d1):
+    """Batched multi-channel correlation, the seed's depth sum, plus a bias.
+
+    ``out[n, o, i, j] = b[o] + sum_c sum_m sum_k w[o, c, m, k] *
+    x[n, c, i*s0 + m*d0 - p0, j*s1 + k*d1 - p1]`` with zeros outside ``x``.
+
+    x : (N, C, H, W), w : (O, C, Kh, Kw), b : (O,), out : (N, O, Ho, Wo).
+    Each sample is one parallel task: its input unrolled into columns
+    (im2col, ``(C*Kh*Kw, Ho*Wo)``) and one matrix product with the kernels
+    (GEMM, through the BLAS Numba links; keep that BLAS single-threaded while
+    this runs, see ``NUMBA_NOTES.md``).
+    """
+    nb, nc = x.shape[0], x.shape[1]
+    no, _, kh, kw = w.shape
+    ho, wo = out.shape[2], out.shape[3]
+    w2 = w.reshape(no, nc * kh * kw)
+    for n in prange(nb):
+        cols = np.empty((nc * kh * kw, ho * wo), dtype=x.dtype)
+        _im2col(x[n], cols, kh, kw, s0, s1, p0, p1, d0, d1, ho, wo)
+        res = np.dot(w2, cols)
+        on = out[n].reshape(no, ho * wo)
+        for o in range(no):
+            bo = b[o]
+            ro = res[o]
+            oo = on[o]
+            for t in range(ho * wo):
+                oo[t] = ro[t] + bo
+
+
+@njit(parallel=PARALLEL, **_jit)
+def conv2d_grad_input(dy, w, dx, s0, s1, p0, p1, d0, d1):
+    """Gradient of :func:`conv2d` with respect to ``x``, written into ``dx``.
+
+    Equal to the seed's full-mode correlation of ``dy`` with the kernel
+    rotated by 180 degrees (summed over output channels); computed as one
+    GEMM per sample, ``w^T dy[n]``, scattered back by :func:`_col2im`.
+    dy : (N, O, Ho, Wo), w : (O, C, Kh, Kw), dx : (N, C, H, W).
+    """
+    nb, no, ho, wo = dy.shape
+    nc, kh, kw = w.shape[1], w.shape[2], w.shape[3]
+    w2t = np.ascontiguousarray(w.reshape(no, nc * kh * kw).T)
+    zero = dx.dtype.type(0)
+    for n in prange(nb):
+        dcols = np.dot(w2t, dy[n].reshape(no, ho * wo))
+        dxn = dx[n]
+        flat = dxn.reshape(dxn.size)
+        for t in range(flat.size):
+            flat[t] = zero
+        _col2im(dcols, dxn, kh, kw, s0, s1, p0, p1, d0, d1, ho, wo)
+
+
+@njit(parallel=PARALLEL, **_jit)
+def conv2d_grad_weight(x, dy, dw, db, s0, s1, p0, p1, d0, d1, nchunks):
+    """Gradients of :func:`conv2d` with respect to ``w`` and ``b``, written into dw, db.
+
+    ``dw[o, c, m, k] = sum_n sum_i sum_j dy[n, o, i, j] * x[n, c, i*s0 + m*d0 - p0,
+    j*s1 + k*d1 - p1]``: the seed's valid-mode correlation of the input with
+    the delta.  The batch splits into ``nchunks`` contiguous parts, one
+    parallel task each, that sum into their own partial gradient (no two
+    threads ever write one element); the partials are then added in a fixed
+    order, so the result does not depend on thread scheduling.
+    """
+    nb, nc = x.shape[0], x.shape[1]
+    no, _, kh, kw = dw.shape
+    ho, wo = dy.shape[2], dy.shape[3]
+    nk = nc * kh * kw
+    part = np.zeros((nchunks, no, nk), dtype=dw.dtype)
+    pb = np.zeros((nchunks, no), dtype=dw.dtype)
+    for t in prange(nchunks):
+        cols = np.empty((nk, ho * wo), dtype=x.dtype)
+        acc = part[t]
+        for n in range(t * nb // nchunks, (t + 1) * nb // nchunks):
+            _im2col(x[n], cols, kh, kw, s0, s1, p0, p1, d0, d1, ho, wo)
+            dyn = dy[n].reshape(no, ho * wo)
+            acc += np.dot(dyn, cols.T)
+            for o in range(no):
+                pb[t, o] += dyn[o].sum()
+    dw2 = dw.reshape(no, nk)
+    for o in range(no):
+        for q in range(nk):
+            s = part[0, o, q]
+            for t in range(1, nchunks):
+                s += part[t, o, q]
+            dw2[o, q] = s
+        s = pb[0, o]
+        for t in range(1, nchunks):
+            s += pb[t, o]
+        db[o] = s

@@ -14,7 +14,7 @@ from .._validate import (
     check_out,
     float_dtype,
 )
-from ..backends import cpu
+from ..backends import cpu, single_threaded_blas
 
 METHODS = ("auto", "direct", "separable", "fft")
 
@@ -146,6 +146,27 @@ def _fft(x3, w2, plans, code, cval):
                                      k1 - 1 : k1 - 1 + (n1 - 1) * s1 + 1 : s1])
 
 
+def _depth_sum(xf, w, shape, stride, dilation, out):
+    """Valid 3-D correlation as the multi-channel (depth-summing) 2-D correlation
+    of the CNN layers: each output plane ``z`` sums the kernel's ``Kd`` planes over
+    the input planes ``z*s0 + d*d0`` (a gather, skipped when they are all of them)."""
+    zo = shape[0]
+    kd = w.shape[0]
+    if zo == 1 and dilation[0] == 1 and kd == xf.shape[0]:
+        planes = xf[None]
+    else:
+        idx = np.arange(zo)[:, None] * stride[0] + np.arange(kd)[None, :] * dilation[0]
+        planes = xf[idx]
+    res = np.empty((zo, 1) + shape[1:], dtype=xf.dtype)
+    with single_threaded_blas():
+        cpu.conv2d(planes, np.ascontiguousarray(w[None]), np.zeros(1, xf.dtype), res,
+                   stride[1], stride[2], 0, 0, dilation[1], dilation[2])
+    if out is None:
+        return res.reshape(shape)
+    out[...] = res.reshape(shape)
+    return out
+
+
 def _separable(x3, col, row, plans, code, cval, out):
     """The rank-1 kernel ``outer(col, row)`` as one fused column/row pass."""
     (off0, n0, s0, d0), (off1, n1, s1, d1) = plans
@@ -171,9 +192,7 @@ def _run(xf, w, mode, code, cval, stride, dilation, channel_axis, method, x, ker
     if out is not None:
         check_out(out, shape, xf.dtype, x, kernel)
     if nd == 3:
-        dest = np.empty(shape, dtype=xf.dtype) if out is None else out
-        cpu.correlate3d_valid(xf, w, dest, *stride, *dilation)
-        return dest
+        return _depth_sum(xf, w, shape, stride, dilation, out)
     batch = xf.shape[0] if channel_axis is not None else 1
     x3 = xf.reshape(batch, -1, xf.shape[-1])
     w2 = w.reshape(-1, w.shape[-1])

@@ -8,8 +8,21 @@ import numpy as np
 import pytest
 
 from filtkit._config import BOUNDARY_CODES
-from filtkit.backends import cpu
-from tests.reference import BOUNDARIES, axis_plan, naive_correlate, naive_pool, np_pad
+from filtkit.backends import cpu, single_threaded_blas
+from tests.reference import (
+    BOUNDARIES,
+    axis_plan,
+    conv_out_size,
+    naive_avg_pool,
+    naive_avg_pool_backward,
+    naive_conv2d,
+    naive_conv2d_grad_input,
+    naive_conv2d_grad_weight,
+    naive_correlate,
+    naive_max_pool,
+    naive_max_pool_backward,
+    np_pad,
+)
 
 BACKENDS = {"cpu": cpu}
 
@@ -56,30 +69,6 @@ def test_correlate2d(rng, backend, dtype, boundary, shape, kshape, mode, stride,
         ref = naive_correlate(x[b].astype(np.float64), w.astype(np.float64), mode, boundary,
                               0.75, stride, dilation)
         np.testing.assert_allclose(out[b], ref, rtol=tol, atol=tol)
-
-
-@pytest.mark.parametrize("dtype", [np.float32, np.float64])
-def test_correlate3d_valid(rng, backend, dtype):
-    x = rng.standard_normal((7, 11, 9)).astype(dtype)
-    w = rng.standard_normal((2, 3, 2)).astype(dtype)
-    out = np.full((2, 5, 7), np.nan, dtype=dtype)  # strides (2, 2, 1), dilation (3, 1, 2)
-    backend.correlate3d_valid(x, w, out, 2, 2, 1, 3, 1, 2)
-    ref = naive_correlate(x.astype(np.float64), w.astype(np.float64), "valid",
-                          stride=(2, 2, 1), dilation=(3, 1, 2))
-    tol = 1e-5 if dtype == np.float32 else 1e-12
-    np.testing.assert_allclose(out, ref, rtol=tol, atol=tol)
-
-
-@pytest.mark.parametrize("dtype", [np.float32, np.float64])
-@pytest.mark.parametrize("k,s", [((2, 2), (2, 2)), ((3, 2), (1, 2)), ((1, 1), (2, 3))])
-def test_pooling(rng, backend, dtype, k, s):
-    x = rng.standard_normal((3, 9, 8)).astype(dtype)
-    ho, wo = (9 - k[0]) // s[0] + 1, (8 - k[1]) // s[1] + 1
-    out = np.empty((3, ho, wo), dtype=dtype)
-    backend.max_pool2d(x, out, *k, *s)
-    np.testing.assert_array_equal(out, naive_pool(x, k, s, np.max))
-    backend.avg_pool2d(x, out, *k, *s)
-    np.testing.assert_allclose(out, naive_pool(x, k, s, np.mean), rtol=1e-6)
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
@@ -150,3 +139,194 @@ def test_empty_apart_half_a_page_from_the_source(dtype, shape):
 def test_empty_apart_of_no_elements():
     out = cpu.empty_apart((0, 4), np.float32, np.empty(3, np.float32))
     assert out.shape == (0, 4) and out.dtype == np.float32
+
+
+# --- CNN layers: conv2d and its gradients, max / mean pooling --------------------------
+
+#: (N, C, O, H, W, (kh, kw), stride, padding, dilation)
+CONV_CASES = [
+    (1, 1, 1, 5, 5, (1, 1), (1, 1), (0, 0), (1, 1)),
+    (2, 3, 4, 9, 8, (3, 3), (1, 1), (1, 1), (1, 1)),
+    (3, 2, 5, 10, 11, (2, 4), (2, 1), (0, 2), (1, 1)),
+    (4, 4, 2, 12, 9, (5, 3), (3, 2), (2, 1), (2, 1)),
+    (2, 1, 3, 7, 13, (4, 2), (1, 3), (2, 0), (1, 2)),
+    (1, 4, 1, 11, 10, (3, 5), (2, 2), (1, 2), (2, 2)),
+    (3, 3, 3, 8, 8, (2, 2), (2, 2), (0, 0), (1, 1)),
+    (4, 2, 5, 13, 6, (1, 3), (3, 1), (1, 1), (1, 2)),  # strides leave the last rows unread
+]
+
+
+def _tol(dtype):
+    return 1e-5 if dtype == np.float32 else 1e-12
+
+
+def _assert_close(got, ref, dtype):
+    """Within tol relative to the largest magnitude of a non-trivial reference."""
+    scale = np.abs(ref).max()
+    assert scale > 0 and np.isfinite(got).all()
+    np.testing.assert_allclose(got, ref, rtol=_tol(dtype), atol=_tol(dtype) * scale)
+
+
+def _conv_data(rng, dtype, case):
+    nb, nc, no, h, w, k, s, p, d = case
+    ho, wo = (conv_out_size(n, kk, ss, pp, dd) for n, kk, ss, pp, dd in zip((h, w), k, s, p, d))
+    assert ho >= 1 and wo >= 1
+    x = rng.standard_normal((nb, nc, h, w)).astype(dtype)
+    wt = rng.standard_normal((no, nc, *k)).astype(dtype)
+    b = rng.standard_normal(no).astype(dtype)
+    dy = rng.standard_normal((nb, no, ho, wo)).astype(dtype)
+    return x, wt, b, dy
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("case", CONV_CASES)
+def test_conv2d(rng, backend, dtype, case):
+    x, w, b, dy = _conv_data(rng, dtype, case)
+    s, p, d = case[6:]
+    out = np.full(dy.shape, np.nan, dtype=dtype)
+    with single_threaded_blas():
+        backend.conv2d(x, w, b, out, *s, *p, *d)
+    _assert_close(out, naive_conv2d(x, w, b, s, p, d), dtype)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("case", CONV_CASES)
+def test_conv2d_grad_input(rng, backend, dtype, case):
+    x, w, _, dy = _conv_data(rng, dtype, case)
+    s, p, d = case[6:]
+    dx = np.full(x.shape, np.nan, dtype=dtype)
+    with single_threaded_blas():
+        backend.conv2d_grad_input(dy, w, dx, *s, *p, *d)
+    _assert_close(dx, naive_conv2d_grad_input(dy, w, x.shape, s, p, d), dtype)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("case", CONV_CASES)
+def test_conv2d_grad_weight(rng, backend, dtype, case):
+    x, w, _, dy = _conv_data(rng, dtype, case)
+    s, p, d = case[6:]
+    ref_w, ref_b = naive_conv2d_grad_weight(x, dy, w.shape, s, p, d)
+    for nchunks in range(1, x.shape[0] + 1):
+        dw = np.full(w.shape, np.nan, dtype=dtype)
+        db = np.full(w.shape[0], np.nan, dtype=dtype)
+        with single_threaded_blas():
+            backend.conv2d_grad_weight(x, dy, dw, db, *s, *p, *d, nchunks)
+        _assert_close(dw, ref_w, dtype)
+        _assert_close(db, ref_b, dtype)
+
+
+#: ((k0, k1), (s0, s1), (p0, p1)): padding at most k // 2, mostly overlapping windows
+POOL_CASES = [
+    ((2, 2), (2, 2), (0, 0)),
+    ((3, 3), (1, 1), (1, 1)),
+    ((3, 2), (2, 1), (1, 0)),
+    ((2, 3), (1, 2), (1, 1)),
+    ((4, 3), (3, 2), (2, 1)),
+    ((5, 4), (2, 3), (2, 2)),
+    ((1, 1), (2, 3), (0, 0)),
+]
+
+
+def _pool_input(rng, dtype, data, shape=(3, 9, 8)):
+    """'normal'; 'ties': integers in {-2, -1, 0} (so zero padding would win);
+    'nan': ties with about one NaN in five."""
+    if data == "normal":
+        return rng.standard_normal(shape).astype(dtype)
+    x = rng.integers(-2, 1, shape).astype(dtype)
+    if data == "nan":
+        x[rng.random(shape) < 0.2] = np.nan
+    return x
+
+
+def _pool_size(x, k, s, p):
+    return tuple((n + 2 * pp - kk) // ss + 1 for n, kk, ss, pp in zip(x.shape[-2:], k, s, p))
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("data", ["normal", "ties", "nan"])
+@pytest.mark.parametrize("k,s,p", POOL_CASES)
+def test_max_pool2d(rng, backend, dtype, data, k, s, p):
+    x = _pool_input(rng, dtype, data)
+    ref, ref_arg = naive_max_pool(x, k, s, p)
+    if data == "nan":
+        assert np.isnan(ref).any() and not np.isnan(ref).all()
+    out = np.full((x.shape[0], *_pool_size(x, k, s, p)), np.nan, dtype=dtype)
+    argmax = np.full(out.shape, -1, dtype=np.int64)
+    backend.max_pool2d(x, out, argmax, *k, *s, *p)
+    np.testing.assert_array_equal(out, ref)
+    np.testing.assert_array_equal(argmax, ref_arg)
+
+    dy = rng.standard_normal(out.shape).astype(dtype)
+    dx = np.full(x.shape, np.nan, dtype=dtype)
+    backend.max_pool2d_backward(dy, argmax, dx)
+    _assert_close(dx, naive_max_pool_backward(dy, ref_arg, x.shape), dtype)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("data", ["normal", "ties"])
+@pytest.mark.parametrize("k,s,p", POOL_CASES)
+def test_avg_pool2d(rng, backend, dtype, data, k, s, p):
+    x = _pool_input(rng, dtype, data, (2, 10, 11))
+    out = np.full((x.shape[0], *_pool_size(x, k, s, p)), np.nan, dtype=dtype)
+    backend.avg_pool2d(x, out, *k, *s, *p)
+    _assert_close(out, naive_avg_pool(x, k, s, p), dtype)
+
+    dy = rng.standard_normal(out.shape).astype(dtype)
+    dx = np.full(x.shape, np.nan, dtype=dtype)
+    backend.avg_pool2d_backward(dy, dx, *k, *s, *p)
+    _assert_close(dx, naive_avg_pool_backward(dy, x.shape, k, s, p), dtype)
+
+
+def test_avg_pool2d_propagates_nan(rng, backend):
+    x = rng.standard_normal((1, 6, 6))
+    x[0, 2, 3] = np.nan
+    out = np.zeros((1, 3, 3))
+    backend.avg_pool2d(x, out, 2, 2, 2, 2, 0, 0)
+    ref = naive_avg_pool(x, (2, 2), (2, 2), (0, 0))
+    assert np.isnan(ref[0, 1, 1]) and np.isnan(ref).sum() == 1
+    np.testing.assert_allclose(out, ref, rtol=1e-12, atol=1e-12)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("case", [CONV_CASES[1], CONV_CASES[3], CONV_CASES[4]])
+def test_conv2d_matches_torch(rng, backend, dtype, case):
+    torch = pytest.importorskip("torch")
+    x, w, b, dy = _conv_data(rng, dtype, case)
+    s, p, d = case[6:]
+    tx, tw, tb = (torch.tensor(a.astype(np.float64), requires_grad=True) for a in (x, w, b))
+    ty = torch.nn.functional.conv2d(tx, tw, tb, stride=s, padding=p, dilation=d)
+    ty.backward(torch.from_numpy(dy.astype(np.float64)))
+    out = np.full(dy.shape, np.nan, dtype=dtype)
+    dx = np.full(x.shape, np.nan, dtype=dtype)
+    dw = np.full(w.shape, np.nan, dtype=dtype)
+    db = np.full(b.shape, np.nan, dtype=dtype)
+    with single_threaded_blas():
+        backend.conv2d(x, w, b, out, *s, *p, *d)
+        backend.conv2d_grad_input(dy, w, dx, *s, *p, *d)
+        backend.conv2d_grad_weight(x, dy, dw, db, *s, *p, *d, min(2, x.shape[0]))
+    _assert_close(out, ty.detach().numpy(), dtype)
+    _assert_close(dx, tx.grad.numpy(), dtype)
+    _assert_close(dw, tw.grad.numpy(), dtype)
+    _assert_close(db, tb.grad.numpy(), dtype)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("data", ["normal", "ties", "nan"])
+@pytest.mark.parametrize("k,s,p", [POOL_CASES[1], POOL_CASES[4], POOL_CASES[5]])
+def test_pooling_matches_torch(rng, backend, dtype, data, k, s, p):
+    torch = pytest.importorskip("torch")
+    x = _pool_input(rng, dtype, data, (2, 3, 10, 9))
+    planes = x.reshape(6, 10, 9)
+    size = _pool_size(x, k, s, p)
+    tx = torch.from_numpy(x)
+    ty, tidx = torch.nn.functional.max_pool2d(tx, k, s, p, return_indices=True)
+    out = np.full((6, *size), np.nan, dtype=dtype)
+    argmax = np.full(out.shape, -1, dtype=np.int64)
+    backend.max_pool2d(planes, out, argmax, *k, *s, *p)
+    np.testing.assert_array_equal(out.reshape(ty.shape), ty.numpy())
+    np.testing.assert_array_equal(argmax.reshape(ty.shape), tidx.numpy())
+    if data == "nan":
+        return
+    ta = torch.nn.functional.avg_pool2d(tx, k, s, p)
+    backend.avg_pool2d(planes, out, *k, *s, *p)
+    _assert_close(out.reshape(ta.shape), ta.numpy(), dtype)

@@ -1,0 +1,615 @@
+"""Layers with PyTorch's names, shapes, defaults and numerics (NCHW).
+
+Every layer checks its hyperparameters in ``__init__`` and its input in
+``forward``, keeps what ``backward`` needs, and has ``backward`` beside
+``forward``: ``backward(dy)`` takes the gradient of the loss with respect to
+the layer's output, adds the gradients of its parameters into their
+``grad`` (they accumulate until ``zero_grad``, as in PyTorch) and returns
+the gradient with respect to its input.
+
+Weights start as PyTorch's defaults: ``U(-1/sqrt(fan_in), 1/sqrt(fan_in))``
+for the weights and biases of :class:`Conv2D` and :class:`Dense`, drawn
+from ``rng`` (a seed or a :class:`numpy.random.Generator`), so a seed
+reproduces a network exactly.
+"""
+
+import math
+import numbers
+
+import numpy as np
+from scipy.special import expit
+
+from .._validate import check_choice, check_int_tuple, check_real
+from . import functional as F
+from .parameter import Parameter
+
+DTYPES = ("float32", "float64")
+
+
+def _dtype(dtype):
+    try:
+        name = np.dtype(dtype).name
+    except TypeError:
+        name = repr(dtype)
+    return np.dtype(check_choice(name, "dtype", DTYPES))
+
+
+def _rng(rng):
+    if rng is None or isinstance(rng, (numbers.Integral, np.random.SeedSequence)):
+        return np.random.default_rng(rng)
+    if isinstance(rng, np.random.Generator):
+        return rng
+    raise TypeError(f"`rng` must be None, an int seed or a numpy Generator, got {rng!r}")
+
+
+def _positive_int(value, name):
+    return check_int_tuple(value, name, 1)[0]
+
+
+def _pair_repr(v):
+    return v[0] if v[0] == v[1] else v
+
+
+class Layer:
+    """Base class: no parameters, identity shape, training mode on."""
+
+    training = True
+
+    def __call__(self, x):
+        return self.forward(x)
+
+    def forward(self, x):  # pragma: no cover - every layer overrides it
+        raise NotImplementedError
+
+    def backward(self, dy):  # pragma: no cover - every layer overrides it
+        raise NotImplementedError
+
+    def parameters(self):
+        """The layer's trainable :class:`Parameter` objects, in a fixed order."""
+        return []
+
+    def zero_grad(self):
+        """Set every parameter's gradient to zero."""
+        for p in self.parameters():
+            p.zero_grad()
+
+    def train(self, mode=True):
+        """Switch training mode (dropout active) on or off; returns the layer."""
+        self.training = bool(mode)
+        return self
+
+    def eval(self):
+        """Switch to evaluation mode; returns the layer."""
+        return self.train(False)
+
+    def output_shape(self, shape):
+        """The output shape (without the batch axis) for an input of ``shape``."""
+        return tuple(shape)
+
+    def config(self):
+        """Constructor arguments that rebuild this layer (saved with a model)."""
+        return {}
+
+    def _extra_repr(self):
+        return ""
+
+    def __repr__(self):
+        return f"{type(self).__name__}({self._extra_repr()})"
+
+    def _check_input(self, x, ndim, what):
+        if not isinstance(x, np.ndarray) or x.ndim != ndim:
+            shape = getattr(x, "shape", None)
+            raise ValueError(f"`x` for {self!r} must be a {ndim}-D array {what}, "
+                             f"got shape {shape}")
+
+    def _need_forward(self, *names):
+        if any(getattr(self, n, None) is None for n in names):
+            raise RuntimeError(f"{type(self).__name__}.backward called before forward")
+
+    def _check_dy(self, dy, shape):
+        """``dy`` must have the shape of the last output (the kernels index by it)."""
+        got = getattr(dy, "shape", None)
+        if got != tuple(shape):
+            raise ValueError(f"`dy` for {self!r} must have the shape of the output "
+                             f"{tuple(shape)}, got shape {got}")
+
+    def _float_input(self, x):
+        """``x`` as a float32/float64 array (other dtypes become float32, as in pooling)."""
+        if not isinstance(x, np.ndarray):
+            raise ValueError(f"`x` for {self!r} must be a numpy array, got {type(x).__name__}")
+        return x if x.dtype in (np.float32, np.float64) else x.astype(np.float32)
+
+
+class Conv2D(Layer):
+    """2-D convolution layer (a cross-correlation, as ``torch.nn.Conv2d``).
+
+    ``y[n, o] = b[o] + sum_c correlate(x[n, c], w[o, c])``: the seed's
+    depth-summing correlation, with zero padding, stride and dilation.
+
+    Parameters
+    ----------
+    in_channels, out_channels : int
+        Channels ``C`` of the input and ``O`` of the output.
+    kernel_size : int or (int, int)
+        ``(Kh, Kw)``; the weight has shape ``(O, C, Kh, Kw)``.
+    stride : int or (int, int), default 1
+    padding : int, (int, int) or 'same', default 0
+        Zeros added on each side.  ``'same'`` keeps the size (stride 1
+        only); for an even dilated kernel the extra row and column go
+        below and to the right, as in PyTorch.
+    dilation : int or (int, int), default 1
+    bias : bool, default True
+    dtype : {'float32', 'float64'}, default 'float32'
+    rng : None, int or numpy.random.Generator
+        Source of the initial weights.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> conv = Conv2D(1, 4, 3, padding=1, rng=0)
+    >>> conv
+    Conv2D(1, 4, kernel_size=3, padding=1)
+    >>> y = conv(np.zeros((2, 1, 8, 8), np.float32))
+    >>> y.shape
+    (2, 4, 8, 8)
+    >>> conv.backward(np.ones_like(y)).shape
+    (2, 1, 8, 8)
+    """
+
+    def __init__(self, in_channels, out_channels, kernel_size, *, stride=1, padding=0,
+                 dilation=1, bias=True, dtype="float32", rng=None):
+        self.in_channels = _positive_int(in_channels, "in_channels")
+        self.out_channels = _positive_int(out_channels, "out_channels")
+        self.kernel_size = check_int_tuple(kernel_size, "kernel_size", 2)
+        self.stride = check_int_tuple(stride, "stride", 2)
+        self.dilation = check_int_tuple(dilation, "dilation", 2)
+        if isinstance(padding, str):
+            check_choice(padding, "padding", ("same",))
+            if self.stride != (1, 1):
+                raise ValueError(f"`padding` 'same' needs stride 1, got stride {stride!r}")
+            self.padding = "same"
+        else:
+            self.padding = check_int_tuple(padding, "padding", 2, minimum=0)
+        if not isinstance(bias, (bool, np.bool_)):
+            raise TypeError(f"`bias` must be True or False, got {bias!r}")
+        self.dtype = _dtype(dtype)
+        gen = _rng(rng)
+        kh, kw = self.kernel_size
+        bound = 1.0 / math.sqrt(self.in_channels * kh * kw)
+        shape = (self.out_channels, self.in_channels, kh, kw)
+        self.weight = Parameter(gen.uniform(-bound, bound, shape).astype(self.dtype), "weight")
+        self.bias = None
+        if bias:
+            b = gen.uniform(-bound, bound, self.out_channels).astype(self.dtype)
+            self.bias = Parameter(b, "bias")
+        self._x = None
+
+    def _pads(self):
+        """(pad before, total padding) along each axis."""
+        if self.padding == "same":
+            totals = [d * (k - 1) for k, d in zip(self.kernel_size, self.dilation)]
+            return tuple(t // 2 for t in totals), tuple(totals)
+        return self.padding, tuple(2 * p for p in self.padding)
+
+    def output_shape(self, shape):
+        if len(shape) != 3 or shape[0] != self.in_channels:
+            raise ValueError(f"`x` for {self!r} must have shape (N, {self.in_channels}, H, W), "
+                             f"got (N, {', '.join(map(str, shape))})")
+        _, totals = self._pads()
+        size = tuple(F.conv_output_size(n, k, s, t, d) for n, k, s, t, d in
+                     zip(shape[1:], self.kernel_size, self.stride, totals, self.dilation))
+        if min(size) < 1:
+            raise ValueError(f"`x` of spatial size {tuple(shape[1:])} is too small for "
+                             f"{self!r} (output size {size})")
+        return (self.out_channels,) + size
+
+    def forward(self, x):
+        self._check_input(x, 4, f"(N, {self.in_channels}, H, W)")
+        size = self.output_shape(x.shape[1:])[1:]
+        x = np.ascontiguousarray(x, dtype=self.dtype)
+        b = self.bias.data if self.bias is not None else np.zeros(self.out_channels, self.dtype)
+        before, _ = self._pads()
+        self._x = x
+        self._out_shape = (x.shape[0], self.out_channels) + tuple(size)
+        return F.conv2d_forward(x, self.weight.data, b, self.stride, before, size,
+                                self.dilation)
+
+    def backward(self, dy):
+        self._need_forward("_x")
+        self._check_dy(dy, self._out_shape)
+        dy = np.ascontiguousarray(dy, dtype=self.dtype)
+        before, _ = self._pads()
+        dx, dw, db = F.conv2d_backward(self._x, self.weight.data, dy, self.stride, before,
+                                       self.dilation)
+        self.weight.grad += dw
+        if self.bias is not None:
+            self.bias.grad += db
+        return dx
+
+    def parameters(self):
+        return [self.weight] + ([self.bias] if self.bias is not None else [])
+
+    def config(self):
+        return dict(in_channels=self.in_channels, out_channels=self.out_channels,
+                    kernel_size=list(self.kernel_size), stride=list(self.stride),
+                    padding=self.padding if self.padding == "same" else list(self.padding),
+                    dilation=list(self.dilation), bias=self.bias is not None,
+                    dtype=self.dtype.name)
+
+    def _extra_repr(self):
+        parts = [str(self.in_channels), str(self.out_channels),
+                 f"kernel_size={_pair_repr(self.kernel_size)}"]
+        if self.stride != (1, 1):
+            parts.append(f"stride={_pair_repr(self.stride)}")
+        if self.padding == "same":
+            parts.append("padding='same'")
+        elif self.padding != (0, 0):
+            parts.append(f"padding={_pair_repr(self.padding)}")
+        if self.dilation != (1, 1):
+            parts.append(f"dilation={_pair_repr(self.dilation)}")
+        if self.bias is None:
+            parts.append("bias=False")
+        if self.dtype != np.float32:
+            parts.append(f"dtype={self.dtype.name!r}")
+        return ", ".join(parts)
+
+
+class _Pool2D(Layer):
+    def __init__(self, kernel_size, *, stride=None, padding=0):
+        self.kernel_size = check_int_tuple(kernel_size, "kernel_size", 2)
+        self.stride = self.kernel_size if stride is None else check_int_tuple(stride, "stride", 2)
+        self.padding = check_int_tuple(padding, "padding", 2, minimum=0)
+        for p, k in zip(self.padding, self.kernel_size):
+            if p > k // 2:
+                raise ValueError(f"`padding` must be at most half the kernel size "
+                                 f"{self.kernel_size}, got {padding!r}")
+        self._shape = None
+
+    def output_shape(self, shape):
+        if len(shape) != 3:
+            raise ValueError(f"`x` for {self!r} must have shape (N, C, H, W), "
+                             f"got (N, {', '.join(map(str, shape))})")
+        size = tuple(F.conv_output_size(n, k, s, 2 * p, 1) for n, k, s, p in
+                     zip(shape[1:], self.kernel_size, self.stride, self.padding))
+        if min(size) < 1:
+            raise ValueError(f"`x` of spatial size {tuple(shape[1:])} is smaller than the "
+                             f"window of {self!r}")
+        return (shape[0],) + size
+
+    def config(self):
+        return dict(kernel_size=list(self.kernel_size), stride=list(self.stride),
+                    padding=list(self.padding))
+
+    def _extra_repr(self):
+        parts = [f"kernel_size={_pair_repr(self.kernel_size)}"]
+        if self.stride != self.kernel_size:
+            parts.append(f"stride={_pair_repr(self.stride)}")
+        if self.padding != (0, 0):
+            parts.append(f"padding={_pair_repr(self.padding)}")
+        return ", ".join(parts)
+
+    def _prepare(self, x):
+        self._check_input(x, 4, "(N, C, H, W)")
+        size = self.output_shape(x.shape[1:])[1:]
+        if x.dtype not in (np.float32, np.float64):
+            x = x.astype(np.float32)
+        self._shape = x.shape
+        self._out_shape = x.shape[:2] + tuple(size)
+        return np.ascontiguousarray(x), size
+
+
+class MaxPool2D(_Pool2D):
+    """Max pooling over (H, W) windows, as ``torch.nn.MaxPool2d``.
+
+    The first maximum of a window in row-major order receives its whole
+    gradient (NaN propagates); ``stride`` defaults to ``kernel_size``;
+    padding (at most half the window) never wins.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> pool = MaxPool2D(2)
+    >>> x = np.arange(16, dtype=np.float32).reshape(1, 1, 4, 4)
+    >>> pool(x)[0, 0]
+    array([[ 5.,  7.],
+           [13., 15.]], dtype=float32)
+    >>> pool.backward(np.ones((1, 1, 2, 2), np.float32))[0, 0]
+    array([[0., 0., 0., 0.],
+           [0., 1., 0., 1.],
+           [0., 0., 0., 0.],
+           [0., 1., 0., 1.]], dtype=float32)
+    """
+
+    def forward(self, x):
+        x, size = self._prepare(x)
+        out, self._argmax = F.max_pool2d_forward(x, self.kernel_size, self.stride,
+                                                 self.padding, size)
+        return out
+
+    def backward(self, dy):
+        self._need_forward("_shape")
+        self._check_dy(dy, self._out_shape)
+        dy = np.ascontiguousarray(dy, dtype=np.dtype(np.result_type(dy.dtype, np.float32)))
+        return F.max_pool2d_backward(dy, self._argmax, self._shape)
+
+
+class AvgPool2D(_Pool2D):
+    """Mean pooling over (H, W) windows, as ``torch.nn.AvgPool2d``
+    (``count_include_pad=True``, ``ceil_mode=False``).
+
+    Each window's gradient is divided by the window size and spread over it.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> AvgPool2D(2)(np.arange(16, dtype=np.float32).reshape(1, 1, 4, 4))[0, 0]
+    array([[ 2.5,  4.5],
+           [10.5, 12.5]], dtype=float32)
+    """
+
+    def forward(self, x):
+        x, size = self._prepare(x)
+        return F.avg_pool2d_forward(x, self.kernel_size, self.stride, self.padding, size)
+
+    def backward(self, dy):
+        self._need_forward("_shape")
+        self._check_dy(dy, self._out_shape)
+        dy = np.ascontiguousarray(dy, dtype=np.dtype(np.result_type(dy.dtype, np.float32)))
+        return F.avg_pool2d_backward(dy, self._shape, self.kernel_size, self.stride,
+                                     self.padding)
+
+
+class Dropout(Layer):
+    """Inverted dropout, as ``torch.nn.Dropout``: in training each value is
+    zeroed with probability ``p`` and the rest scaled by ``1 / (1 - p)``; in
+    evaluation mode the layer is the identity.
+
+    Parameters
+    ----------
+    p : float in [0, 1), default 0.5
+    rng : None, int or numpy.random.Generator
+        Source of the masks.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> drop = Dropout(0.5, rng=0)
+    >>> y = drop(np.ones((2, 4), np.float32))
+    >>> sorted(set(y.ravel().tolist()))
+    [0.0, 2.0]
+    >>> drop.eval()(np.ones((2, 4), np.float32)).sum()
+    np.float32(8.0)
+    """
+
+    def __init__(self, p=0.5, *, rng=None):
+        self.p = check_real(p, "p", minimum=0.0)
+        if self.p >= 1.0:
+            raise ValueError(f"`p` must be in [0, 1), got {p!r}")
+        self._rng = _rng(rng)
+        self._mask = None
+        self._shape = None
+
+    def forward(self, x):
+        x = self._float_input(x)
+        self._shape = x.shape
+        if not self.training or self.p == 0.0:
+            self._mask = None
+            return x
+        keep = self._rng.random(x.shape) >= self.p
+        self._mask = keep.astype(x.dtype) * x.dtype.type(1.0 / (1.0 - self.p))
+        return x * self._mask
+
+    def backward(self, dy):
+        self._need_forward("_shape")
+        self._check_dy(dy, self._shape)
+        return dy if self._mask is None else dy * self._mask
+
+    def config(self):
+        return dict(p=self.p)
+
+    def _extra_repr(self):
+        return f"p={self.p}"
+
+
+class Dense(Layer):
+    """Fully connected layer ``y = x W^T + b``, as ``torch.nn.Linear``.
+
+    Parameters
+    ----------
+    in_features, out_features : int
+    bias : bool, default True
+    dtype : {'float32', 'float64'}, default 'float32'
+    rng : None, int or numpy.random.Generator
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> fc = Dense(3, 2, rng=0)
+    >>> fc.weight.shape, fc(np.ones((5, 3), np.float32)).shape
+    ((2, 3), (5, 2))
+    """
+
+    def __init__(self, in_features, out_features, *, bias=True, dtype="float32", rng=None):
+        self.in_features = _positive_int(in_features, "in_features")
+        self.out_features = _positive_int(out_features, "out_features")
+        if not isinstance(bias, (bool, np.bool_)):
+            raise TypeError(f"`bias` must be True or False, got {bias!r}")
+        self.dtype = _dtype(dtype)
+        gen = _rng(rng)
+        bound = 1.0 / math.sqrt(self.in_features)
+        w = gen.uniform(-bound, bound, (self.out_features, self.in_features))
+        self.weight = Parameter(w.astype(self.dtype), "weight")
+        self.bias = None
+        if bias:
+            self.bias = Parameter(gen.uniform(-bound, bound, self.out_features)
+                                  .astype(self.dtype), "bias")
+        self._x = None
+
+    def output_shape(self, shape):
+        if tuple(shape) != (self.in_features,):
+            raise ValueError(f"`x` for {self!r} must have shape (N, {self.in_features}), "
+                             f"got (N, {', '.join(map(str, shape))})")
+        return (self.out_features,)
+
+    def forward(self, x):
+        self._check_input(x, 2, f"(N, {self.in_features})")
+        self.output_shape(x.shape[1:])
+        x = np.ascontiguousarray(x, dtype=self.dtype)
+        self._x = x
+        y = x @ self.weight.data.T
+        if self.bias is not None:
+            y += self.bias.data
+        return y
+
+    def backward(self, dy):
+        self._need_forward("_x")
+        self._check_dy(dy, (self._x.shape[0], self.out_features))
+        dy = np.ascontiguousarray(dy, dtype=self.dtype)
+        self.weight.grad += dy.T @ self._x
+        if self.bias is not None:
+            self.bias.grad += dy.sum(axis=0)
+        return dy @ self.weight.data
+
+    def parameters(self):
+        return [self.weight] + ([self.bias] if self.bias is not None else [])
+
+    def config(self):
+        return dict(in_features=self.in_features, out_features=self.out_features,
+                    bias=self.bias is not None, dtype=self.dtype.name)
+
+    def _extra_repr(self):
+        s = f"{self.in_features}, {self.out_features}"
+        if self.bias is None:
+            s += ", bias=False"
+        if self.dtype != np.float32:
+            s += f", dtype={self.dtype.name!r}"
+        return s
+
+
+class Flatten(Layer):
+    """``(N, C, H, W) -> (N, C*H*W)`` in C order, as ``torch.nn.Flatten``.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> Flatten()(np.zeros((2, 3, 4, 5))).shape
+    (2, 60)
+    """
+
+    def __init__(self):
+        self._shape = None
+
+    def output_shape(self, shape):
+        return (int(np.prod(shape)),)
+
+    def forward(self, x):
+        if not isinstance(x, np.ndarray) or x.ndim < 2:
+            raise ValueError(f"`x` for Flatten() must have a batch axis and at least one "
+                             f"more, got shape {getattr(x, 'shape', None)}")
+        self._shape = x.shape
+        return x.reshape(x.shape[0], -1)
+
+    def backward(self, dy):
+        self._need_forward("_shape")
+        self._check_dy(dy, (self._shape[0], int(np.prod(self._shape[1:]))))
+        return dy.reshape(self._shape)
+
+
+class _Activation(Layer):
+    def __init__(self):
+        self._saved = None
+
+    def forward(self, x):
+        x = self._float_input(x)
+        y = self._f(x)
+        self._saved = (x, y)
+        return y
+
+    def backward(self, dy):
+        self._need_forward("_saved")
+        x, y = self._saved
+        self._check_dy(dy, y.shape)
+        return self._df(x, y, dy)
+
+
+class ReLU(_Activation):
+    """``max(x, 0)``; its gradient is 0 at 0, as PyTorch's.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> ReLU()(np.array([-1.0, 0.0, 2.0]))
+    array([0., 0., 2.])
+    """
+
+    def _f(self, x):
+        return np.maximum(x, x.dtype.type(0))
+
+    def _df(self, x, y, dy):
+        return np.where(x > 0, dy, dy.dtype.type(0))
+
+
+class LeakyReLU(_Activation):
+    """``x`` for ``x > 0``, else ``negative_slope * x`` (default 0.01).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> LeakyReLU(0.1)(np.array([-1.0, 2.0]))
+    array([-0.1,  2. ])
+    """
+
+    def __init__(self, negative_slope=0.01):
+        super().__init__()
+        self.negative_slope = check_real(negative_slope, "negative_slope")
+
+    def _f(self, x):
+        return np.where(x > 0, x, x * x.dtype.type(self.negative_slope))
+
+    def _df(self, x, y, dy):
+        return np.where(x > 0, dy, dy * dy.dtype.type(self.negative_slope))
+
+    def config(self):
+        return dict(negative_slope=self.negative_slope)
+
+    def _extra_repr(self):
+        return f"negative_slope={self.negative_slope}"
+
+
+class Sigmoid(_Activation):
+    """``1 / (1 + exp(-x))``, computed without overflow.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> Sigmoid()(np.array([0.0]))
+    array([0.5])
+    """
+
+    def _f(self, x):
+        return expit(x)
+
+    def _df(self, x, y, dy):
+        return dy * y * (1 - y)
+
+
+class Tanh(_Activation):
+    """``tanh(x)``.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> Tanh()(np.array([0.0]))
+    array([0.])
+    """
+
+    def _f(self, x):
+        return np.tanh(x)
+
+    def _df(self, x, y, dy):
+        return dy * (1 - y * y)
+
+
+#: every layer class by name, for rebuilding saved models
+LAYERS = {cls.__name__: cls for cls in (Conv2D, MaxPool2D, AvgPool2D, Dropout, Dense, Flatten,
+                                         ReLU, LeakyReLU, Sigmoid, Tanh)}

@@ -1,0 +1,231 @@
+"""Loss functions with PyTorch's semantics: ``CrossEntropyLoss`` and ``MSELoss``.
+
+A loss is called on a batch (``loss(prediction, target)``, or
+``loss.forward(...)``), returns the mean loss as a Python float and keeps
+what its ``backward`` needs; ``backward()`` then returns the gradient of
+that mean with respect to the prediction, in the prediction's dtype.
+Everything is computed in the dtype of the prediction: float32 stays
+float32, float64 stays float64.
+"""
+
+import numpy as np
+
+from .._validate import as_float, check_array
+
+__all__ = ["Loss", "CrossEntropyLoss", "MSELoss"]
+
+
+def _check_finite(x, name):
+    if not np.all(np.isfinite(x)):
+        bad = int(x.size - np.count_nonzero(np.isfinite(x)))
+        raise ValueError(
+            f"`{name}` must be finite, got {bad} NaN or infinite value(s) of {x.size}"
+        )
+
+
+class Loss:
+    """Base class of the losses: ``forward`` computes, ``backward`` differentiates.
+
+    Subclasses implement ``forward(prediction, target) -> float`` and
+    ``_backward() -> ndarray``; calling the loss object calls ``forward``.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> loss = MSELoss()
+    >>> loss.backward()
+    Traceback (most recent call last):
+        ...
+    RuntimeError: MSELoss.backward() called before computing the loss on a batch
+    >>> loss(np.zeros(2), np.ones(2)), loss.backward()
+    (1.0, array([-1., -1.]))
+    """
+
+    #: short label used when a model and its training setup are saved
+    name = ""
+
+    def __init__(self):
+        self._cache = None
+
+    def __call__(self, prediction, target):
+        return self.forward(prediction, target)
+
+    def forward(self, prediction, target):  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def backward(self):
+        """Gradient of the last computed loss with respect to the prediction.
+
+        Returns
+        -------
+        ndarray
+            Same shape and dtype as the (float) prediction of the last call.
+
+        Raises
+        ------
+        RuntimeError
+            If the loss has not been computed yet.
+        """
+        if self._cache is None:
+            raise RuntimeError(
+                f"{type(self).__name__}.backward() called before computing the loss on a batch"
+            )
+        return self._backward()
+
+    def _backward(self):  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def __repr__(self):
+        return f"{type(self).__name__}()"
+
+
+class CrossEntropyLoss(Loss):
+    """Softmax cross-entropy averaged over the batch, as ``torch.nn.CrossEntropyLoss()``.
+
+    For logits ``z`` of shape ``(N, K)`` and integer class labels ``y`` the
+    loss is ``-mean_n log_softmax(z)[n, y[n]]``, computed with a numerically
+    stable log-softmax (the row maximum is subtracted first). ``backward()``
+    returns ``(softmax(z) - onehot(y)) / N``.
+
+    Call it as ``loss(logits, target)``:
+
+    logits : array_like, shape (N, K)
+        Unnormalised class scores, finite, ``N >= 1``, ``K >= 1``. float32
+        and float64 are kept; float16 becomes float32, integers float64.
+    target : array_like of int, shape (N,)
+        Class indices in ``[0, K)``.
+
+    The call returns the mean loss as a Python float. Arguments are checked
+    before anything is computed: a wrong shape or out-of-range label raises
+    ValueError (non-integer labels TypeError) and leaves the stored state
+    of a previous call unchanged.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> loss = CrossEntropyLoss()
+    >>> logits = np.array([[2.0, 0.0, 0.0], [0.0, 0.0, 0.0]], np.float32)
+    >>> round(loss(logits, np.array([0, 2])), 6)
+    0.669079
+    >>> loss.backward().round(4)
+    array([[-0.1065,  0.0533,  0.0533],
+           [ 0.1667,  0.1667, -0.3333]], dtype=float32)
+    >>> loss
+    CrossEntropyLoss()
+    """
+
+    name = "cross_entropy"
+
+    def forward(self, logits, target):
+        """Mean negative log-likelihood of ``target`` under ``softmax(logits)``.
+
+        Parameters
+        ----------
+        logits : array_like, shape (N, K)
+        target : array_like of int, shape (N,)
+
+        Returns
+        -------
+        float
+        """
+        logits, target = self._check(logits, target)
+        n = logits.shape[0]
+        rows = np.arange(n)
+        shifted = logits - logits.max(axis=1, keepdims=True)
+        log_sum = np.log(np.exp(shifted).sum(axis=1, keepdims=True))
+        log_prob = shifted - log_sum
+        loss = -log_prob[rows, target].mean()
+        self._cache = (np.exp(log_prob), target)
+        return float(loss)
+
+    @staticmethod
+    def _check(logits, target):
+        logits = check_array(logits, "logits", ndims=(2,))
+        logits = as_float(logits)
+        _check_finite(logits, "logits")
+        n, k = logits.shape
+        if isinstance(target, np.ndarray):
+            tgt = target
+        else:
+            tgt = np.asarray(target)
+        if tgt.dtype.kind not in "iu":
+            raise TypeError(
+                f"`target` must hold integer class indices, got dtype {tgt.dtype}"
+            )
+        if tgt.shape != (n,):
+            raise ValueError(
+                f"`target` must have shape ({n},) to match `logits` of shape {logits.shape}, "
+                f"got shape {tgt.shape}"
+            )
+        lo, hi = int(tgt.min()), int(tgt.max())
+        if lo < 0 or hi >= k:
+            raise ValueError(
+                f"`target` must hold class indices in [0, {k}) for {k} classes, "
+                f"got values from {lo} to {hi}"
+            )
+        return logits, tgt.astype(np.intp, copy=True)
+
+    def _backward(self):
+        prob, target = self._cache
+        n = prob.shape[0]
+        grad = prob.copy()
+        grad[np.arange(n), target] -= 1
+        grad /= prob.dtype.type(n)
+        return grad
+
+
+class MSELoss(Loss):
+    """Mean squared error over all elements, as ``torch.nn.MSELoss()``.
+
+    ``loss(pred, target)`` returns ``mean((pred - target) ** 2)`` as a Python
+    float; ``backward()`` returns ``2 * (pred - target) / pred.size``.
+
+    pred : array_like
+        Any shape with at least one element, finite. float32 and float64
+        are kept; float16 becomes float32, integers float64.
+    target : array_like
+        Same shape as ``pred``, finite; converted to ``pred``'s float dtype.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> loss = MSELoss()
+    >>> loss(np.array([1.0, 2.0, 4.0]), np.array([1.0, 0.0, 3.0]))
+    1.6666666666666667
+    >>> loss.backward()
+    array([0.        , 1.33333333, 0.66666667])
+    >>> loss
+    MSELoss()
+    """
+
+    name = "mse"
+
+    def forward(self, pred, target):
+        """Mean of ``(pred - target) ** 2`` over all elements.
+
+        Parameters
+        ----------
+        pred : array_like
+        target : array_like, same shape as ``pred``
+
+        Returns
+        -------
+        float
+        """
+        pred = as_float(check_array(pred, "pred"))
+        _check_finite(pred, "pred")
+        tgt = check_array(target, "target")
+        if tgt.shape != pred.shape:
+            raise ValueError(
+                f"`target` must have the shape of `pred` {pred.shape}, got shape {tgt.shape}"
+            )
+        tgt = as_float(tgt, dtype=pred.dtype)
+        _check_finite(tgt, "target")
+        diff = pred - tgt
+        loss = np.square(diff).mean()
+        self._cache = diff
+        return float(loss)
+
+    def _backward(self):
+        diff = self._cache
+        return diff * diff.dtype.type(2.0 / diff.size)

@@ -1,0 +1,481 @@
+"""``Sequential`` networks: training, evaluation, saving and loading.
+
+A model is a list of layers run in order; ``backward`` runs them in reverse.
+``fit`` trains with mini-batches and a tqdm progress bar, ``evaluate``,
+``predict`` and ``predict_proba`` run in evaluation mode, ``save`` writes
+the architecture, the weights and the optimizer state to one ``.npz``
+file atomically and :func:`load` rebuilds the model from it.
+"""
+
+import json
+import os
+import tempfile
+import zipfile
+
+import numpy as np
+
+from .._validate import check_array, check_int_tuple
+from ..backends import single_threaded_blas
+from . import losses as _losses
+from . import optim as _optim
+from .layers import LAYERS, Conv2D, Dense, Dropout, Flatten, Layer, MaxPool2D, ReLU
+
+FORMAT = "filtkit.cnn.Sequential/1"
+
+
+class DivergenceError(FloatingPointError):
+    """Training stopped because the loss or a gradient became NaN or infinite.
+
+    The model keeps the weights (and optimizer state) of the last step whose
+    loss was finite; ``history`` holds the epochs completed before it.
+    """
+
+    def __init__(self, message, history=None):
+        super().__init__(message)
+        self.history = history
+
+
+def _softmax(z):
+    z = z - z.max(axis=1, keepdims=True)
+    e = np.exp(z)
+    return e / e.sum(axis=1, keepdims=True)
+
+
+class Sequential(Layer):
+    """Layers applied in order, with PyTorch-style training utilities.
+
+    Parameters
+    ----------
+    layers : sequence of Layer
+    input_shape : tuple of int, optional
+        One sample's shape, e.g. ``(1, 28, 28)``; checked against the layers
+        and saved with the model (``fit`` records it when not given).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from filtkit.cnn import Conv2D, Dense, Flatten, MaxPool2D, ReLU, Sequential
+    >>> model = Sequential([Conv2D(1, 4, 3, padding=1, rng=0), ReLU(), MaxPool2D(2),
+    ...                     Flatten(), Dense(4 * 4 * 4, 10, rng=1)])
+    >>> model.forward(np.zeros((2, 1, 8, 8), np.float32)).shape
+    (2, 10)
+    >>> sum(p.size for p in model.parameters())
+    690
+    """
+
+    def __init__(self, layers, *, input_shape=None):
+        layers = list(layers)
+        if not layers:
+            raise ValueError("`layers` must hold at least one layer, got an empty sequence")
+        for i, layer in enumerate(layers):
+            if not isinstance(layer, Layer) or isinstance(layer, Sequential):
+                raise TypeError(f"`layers[{i}]` must be a filtkit.cnn layer, got {layer!r}")
+        self.layers = layers
+        self.optimizer = None
+        #: one sample's shape, e.g. (1, 28, 28): given, or set by the first ``fit``
+        self.input_shape = None
+        if input_shape is not None:
+            self.input_shape = tuple(check_int_tuple(input_shape, "input_shape",
+                                                     len(input_shape)))
+            self.output_shape(self.input_shape)
+        dtypes = {p.dtype for p in self.parameters()}
+        if len(dtypes) > 1:
+            raise ValueError(f"`layers` must share one dtype, got {sorted(map(str, dtypes))}")
+        self.dtype = dtypes.pop() if dtypes else np.dtype(np.float32)
+
+    # -- the Layer interface ------------------------------------------------
+    def forward(self, x):
+        """Run every layer in order; ``x`` is converted to the model's dtype."""
+        return self._run(self._prepare_x(x, "x"))
+
+    def _run(self, x):
+        with single_threaded_blas():
+            for layer in self.layers:
+                x = layer.forward(x)
+        return x
+
+    def backward(self, dy):
+        """Back-propagate ``dy`` (gradient of the loss w.r.t. the output) through
+        every layer, accumulating parameter gradients; returns the input gradient."""
+        with single_threaded_blas():
+            for layer in reversed(self.layers):
+                dy = layer.backward(dy)
+        return dy
+
+    def parameters(self):
+        return [p for layer in self.layers for p in layer.parameters()]
+
+    def train(self, mode=True):
+        self.training = bool(mode)
+        for layer in self.layers:
+            layer.train(mode)
+        return self
+
+    def output_shape(self, shape):
+        for layer in self.layers:
+            shape = layer.output_shape(shape)
+        return tuple(shape)
+
+    def __repr__(self):
+        lines = [f"  ({i}): {layer!r}" for i, layer in enumerate(self.layers)]
+        return "Sequential(\n" + "\n".join(lines) + "\n)"
+
+    def __len__(self):
+        return len(self.layers)
+
+    def __getitem__(self, i):
+        return self.layers[i]
+
+    def summary(self, input_shape):
+        """A table of each layer's output shape and parameter count.
+
+        ``input_shape`` is one sample's shape, e.g. ``(1, 28, 28)``.
+        """
+        shape = tuple(check_int_tuple(input_shape, "input_shape", len(input_shape)))
+        rows = [("Layer", "Output shape", "Params")]
+        total = 0
+        for i, layer in enumerate(self.layers):
+            shape = layer.output_shape(shape)
+            n = sum(p.size for p in layer.parameters())
+            total += n
+            rows.append((f"{i}: {type(layer).__name__}", str((None,) + shape), f"{n:,}"))
+        widths = [max(len(r[c]) for r in rows) for c in range(3)]
+        fmt = lambda r: f"{r[0]:<{widths[0]}}  {r[1]:<{widths[1]}}  {r[2]:>{widths[2]}}"
+        rule = "-" * len(fmt(rows[0]))
+        out = [fmt(rows[0]), rule] + [fmt(r) for r in rows[1:]]
+        out += [rule, f"Total parameters: {total:,} ({self.dtype.name})"]
+        return "\n".join(out)
+
+    # -- data checks ----------------------------------------------------------
+    def _prepare_x(self, X, name):
+        X = check_array(X, name)
+        if X.dtype.kind == "f" and not np.isfinite(X).all():
+            raise ValueError(f"`{name}` must be finite, got NaN or infinity")
+        return np.ascontiguousarray(X, dtype=self.dtype)
+
+    def _n_classes(self, sample_shape):
+        out = self.output_shape(sample_shape)
+        if len(out) != 1:
+            raise ValueError(f"the model's output must be (N, classes), got (N, {out})")
+        return out[0]
+
+    def _prepare_xy(self, X, y, xname="X", yname="y"):
+        X = self._prepare_x(X, xname)
+        n_classes = self._n_classes(X.shape[1:])
+        y = check_array(y, yname, ndims=(1,))
+        if y.dtype.kind not in "iu":
+            raise TypeError(f"`{yname}` must hold integer class labels, got dtype {y.dtype}")
+        if len(y) != len(X):
+            raise ValueError(f"`{xname}` and `{yname}` must have the same length, "
+                             f"got {len(X)} and {len(y)}")
+        if y.min() < 0 or y.max() >= n_classes:
+            raise ValueError(f"`{yname}` must hold labels in [0, {n_classes - 1}], "
+                             f"got values in [{y.min()}, {y.max()}]")
+        return X, y.astype(np.int64)
+
+    # -- training -------------------------------------------------------------
+    def fit(self, X, y, *, epochs=1, batch_size=32, loss=None, optimizer=None,
+            validation_data=None, shuffle=True, seed=None, augment=None, progress=True):
+        """Train on ``(X, y)`` with mini-batches; returns the history.
+
+        Parameters
+        ----------
+        X : array_like, shape (N, C, H, W) (or (N, F) for dense-only models)
+        y : array_like of int, shape (N,)
+            Class labels in ``[0, classes)``.
+        epochs : int, default 1
+        batch_size : int, default 32
+        loss : Loss, optional
+            Default :class:`~filtkit.cnn.losses.CrossEntropyLoss`.
+        optimizer : Optimizer, optional
+            Default: the optimizer this model was saved or last trained
+            with (resuming), else ``Adam(model.parameters())``.
+        validation_data : (X_val, y_val), optional
+            Evaluated after every epoch.
+        shuffle : bool, default True
+        seed : None, int or numpy.random.Generator
+            Shuffling (and augmentation) order.
+        augment : callable, optional
+            ``augment(xb, rng) -> xb`` applied to every training batch, e.g.
+            ``lambda xb, rng: data.random_shift(xb, seed=rng)``.
+        progress : bool, default True
+            Show a tqdm bar with the running loss and accuracy.
+
+        Returns
+        -------
+        dict
+            ``loss``, ``accuracy`` per epoch (and ``val_loss``, ``val_accuracy``).
+
+        Raises
+        ------
+        DivergenceError
+            When a loss or gradient becomes NaN or infinite; the weights of the
+            last step with a finite loss are kept.
+
+        Every argument is checked before any weight changes.
+        """
+        epochs = check_int_tuple(epochs, "epochs", 1)[0]
+        batch_size = check_int_tuple(batch_size, "batch_size", 1)[0]
+        X, y = self._prepare_xy(X, y)
+        if validation_data is not None:
+            try:
+                Xv, yv = validation_data
+            except (TypeError, ValueError):
+                raise TypeError("`validation_data` must be a pair (X_val, y_val)") from None
+            Xv, yv = self._prepare_xy(Xv, yv, "validation_data[0]", "validation_data[1]")
+        loss = _losses.CrossEntropyLoss() if loss is None else loss
+        if not isinstance(loss, _losses.Loss):
+            raise TypeError(f"`loss` must be a filtkit.cnn.losses loss, got {loss!r}")
+        if optimizer is None:
+            optimizer = self.optimizer or _optim.Adam(self.parameters())
+        if not isinstance(optimizer, _optim.Optimizer):
+            raise TypeError(f"`optimizer` must be a filtkit.cnn.optim optimizer, "
+                            f"got {optimizer!r}")
+        owned = {id(p) for p in self.parameters()}
+        if any(id(p) not in owned for p in optimizer.params):
+            raise ValueError("`optimizer` must be built on this model's parameters()")
+        rng = np.random.default_rng(seed)
+        self.optimizer = optimizer
+        if self.input_shape is None:
+            self.input_shape = X.shape[1:]
+        if validation_data is not None:
+            validation_data = (Xv, yv)
+        with single_threaded_blas():
+            return self._fit_loop(X, y, epochs, batch_size, loss, optimizer, validation_data,
+                                  shuffle, rng, augment, progress)
+
+    def _fit_loop(self, X, y, epochs, batch_size, loss, optimizer, validation_data, shuffle,
+                  rng, augment, progress):
+        from tqdm.auto import tqdm
+
+        history = {"loss": [], "accuracy": []}
+        if validation_data is not None:
+            Xv, yv = validation_data
+            history.update(val_loss=[], val_accuracy=[])
+        n = len(X)
+        n_batches = -(-n // batch_size)
+        good = None  # (weights, optimizer state) after the last finite-loss step
+        for epoch in range(epochs):
+            self.train()
+            order = rng.permutation(n) if shuffle else np.arange(n)
+            total_loss, correct, seen = 0.0, 0, 0
+            bar = tqdm(total=n, desc=f"epoch {epoch + 1}/{epochs}", unit="img",
+                       disable=not progress, leave=True)
+            try:
+                for b in range(n_batches):
+                    idx = order[b * batch_size:(b + 1) * batch_size]
+                    xb, yb = X[idx], y[idx]
+                    if augment is not None:
+                        xb = np.ascontiguousarray(augment(xb, rng), dtype=self.dtype)
+                    self.zero_grad()
+                    out = self._run(xb)
+                    finite = bool(np.isfinite(out).all())
+                    value = loss(out, yb) if finite else np.nan
+                    grads_ok = False
+                    if finite and np.isfinite(value):
+                        self.backward(loss.backward())
+                        grads_ok = all(np.isfinite(p.grad).all() for p in self.parameters())
+                    if not grads_ok:
+                        what = "loss" if not np.isfinite(value) else "a gradient"
+                        if good is not None:
+                            self._restore(good)
+                        raise DivergenceError(
+                            f"training diverged at epoch {epoch + 1}, batch {b + 1}: {what} "
+                            f"is NaN or infinite; kept the weights of the last step with a "
+                            f"finite loss (try a smaller `lr`)", history)
+                    good = self._snapshot()
+                    optimizer.step()
+                    total_loss += value * len(idx)
+                    correct += int((out.argmax(axis=1) == yb).sum())
+                    seen += len(idx)
+                    bar.update(len(idx))
+                    bar.set_postfix(loss=f"{total_loss / seen:.4f}",
+                                    acc=f"{correct / seen:.4f}", refresh=False)
+                history["loss"].append(total_loss / seen)
+                history["accuracy"].append(correct / seen)
+                if validation_data is not None:
+                    res = self.evaluate(Xv, yv, loss=loss)
+                    history["val_loss"].append(res["loss"])
+                    history["val_accuracy"].append(res["accuracy"])
+                    bar.set_postfix(loss=f"{total_loss / seen:.4f}", acc=f"{correct / seen:.4f}",
+                                    val_acc=f"{res['accuracy']:.4f}")
+            finally:
+                bar.close()
+        self.eval()
+        return history
+
+    def _snapshot(self):
+        state = self.optimizer.state_dict() if self.optimizer is not None else None
+        state = None if state is None else {k: np.copy(v) for k, v in state.items()}
+        return [p.data.copy() for p in self.parameters()], state
+
+    def _restore(self, snap):
+        weights, state = snap
+        for p, w in zip(self.parameters(), weights):
+            p.data[...] = w
+        if state is not None:
+            self.optimizer.load_state_dict(state)
+
+    # -- inference ------------------------------------------------------------
+    def _logits(self, X, batch_size):
+        batch_size = check_int_tuple(batch_size, "batch_size", 1)[0]
+        mode = self.training
+        self.eval()
+        try:
+            outs = [self._run(X[i:i + batch_size]) for i in range(0, len(X), batch_size)]
+        finally:
+            self.train(mode)
+        return np.concatenate(outs)
+
+    def evaluate(self, X, y, *, batch_size=256, loss=None):
+        """Mean loss and accuracy on ``(X, y)`` in evaluation mode.
+
+        Returns
+        -------
+        dict
+            ``{"loss": float, "accuracy": float}``.
+        """
+        X, y = self._prepare_xy(X, y)
+        logits = self._logits(X, batch_size)
+        loss = _losses.CrossEntropyLoss() if loss is None else loss
+        return {"loss": float(loss(logits, y)),
+                "accuracy": float((logits.argmax(axis=1) == y).mean())}
+
+    def predict_proba(self, X, *, batch_size=256):
+        """Class probabilities (softmax of the outputs), shape (N, classes)."""
+        X = self._prepare_x(X, "X")
+        self._n_classes(X.shape[1:])
+        return _softmax(self._logits(X, batch_size))
+
+    def predict(self, X, *, batch_size=256):
+        """The most probable class of every sample, shape (N,)."""
+        return self.predict_proba(X, batch_size=batch_size).argmax(axis=1)
+
+    # -- saving ---------------------------------------------------------------
+    def save(self, path):
+        """Write the architecture, the weights and the optimizer state (if any)
+        to ``path`` (.npz), atomically: a temporary file, then a rename."""
+        path = os.fspath(path)
+        arch = [{"class": type(layer).__name__, "config": layer.config()}
+                for layer in self.layers]
+        arrays = {f"param.{i}": p.data for i, p in enumerate(self.parameters())}
+        meta = {"format": FORMAT, "layers": arch, "optimizer": None,
+                "input_shape": None if self.input_shape is None else list(self.input_shape)}
+        if self.optimizer is not None:
+            meta["optimizer"] = {"name": self.optimizer.name,
+                                 "hyperparameters": self.optimizer.hyperparameters()}
+            for k, v in self.optimizer.state_dict().items():
+                arrays[f"optim.{k}"] = np.asarray(v)
+        arrays["meta"] = np.array(json.dumps(meta))
+        directory = os.path.dirname(os.path.abspath(path))
+        fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=".npz", dir=directory)
+        try:
+            with os.fdopen(fd, "wb") as f:
+                np.savez(f, **arrays)
+            os.replace(tmp, path)
+        except BaseException:
+            if os.path.exists(tmp):
+                os.unlink(tmp)
+            raise
+
+
+def load(path):
+    """Rebuild a model written by :meth:`Sequential.save`.
+
+    The optimizer, when one was saved, is rebuilt on the model's parameters
+    with its state and attached as ``model.optimizer`` (``fit`` resumes it).
+
+    Raises
+    ------
+    FileNotFoundError
+        ``path`` does not exist.
+    ValueError
+        ``path`` is not a filtkit model file, or it is damaged.
+    """
+    path = os.fspath(path)
+    bad = f"`path` {path!r} is not a filtkit model file"
+    if not os.path.exists(path):
+        raise FileNotFoundError(f"`path` {path!r} does not exist")
+    try:
+        with np.load(path, allow_pickle=False) as f:
+            arrays = {k: f[k] for k in f.files}
+    except (zipfile.BadZipFile, ValueError, OSError, EOFError) as exc:
+        raise ValueError(f"{bad}: {exc}") from None
+    try:
+        meta = json.loads(str(arrays["meta"]))
+        if meta.get("format") != FORMAT:
+            raise ValueError(f"unknown format {meta.get('format')!r}")
+        layers = []
+        for spec in meta["layers"]:
+            cls = LAYERS[spec["class"]]
+            layers.append(cls(**spec["config"]))
+        model = Sequential(layers, input_shape=meta.get("input_shape"))
+        params = model.parameters()
+        n_saved = sum(k.startswith("param.") for k in arrays)
+        if n_saved != len(params):
+            raise ValueError(f"{n_saved} parameter arrays for {len(params)} parameters")
+        for i, p in enumerate(params):
+            a = arrays[f"param.{i}"]
+            if a.shape != p.shape or a.dtype != p.dtype:
+                raise ValueError(f"parameter {i} has shape {a.shape} {a.dtype}, "
+                                 f"expected {p.shape} {p.dtype}")
+            p.data[...] = a
+        if meta.get("optimizer"):
+            opt = meta["optimizer"]
+            cls = {"sgd": _optim.SGD, "adam": _optim.Adam}[opt["name"]]
+            optimizer = cls(params, **opt["hyperparameters"])
+            state = {k[len("optim."):]: v for k, v in arrays.items() if k.startswith("optim.")}
+            optimizer.load_state_dict(state)
+            model.optimizer = optimizer
+    except (KeyError, TypeError, ValueError, json.JSONDecodeError) as exc:
+        raise ValueError(f"{bad} (or it is damaged): {exc}") from None
+    model.eval()
+    return model
+
+
+# -- ready-made architectures -------------------------------------------------
+def lenet5(*, in_channels=1, num_classes=10, input_size=28, dtype="float32", seed=None):
+    """LeNet-5 with ReLU and max pooling: conv 6@5x5 (padding 2), pool, conv 16@5x5,
+    pool, dense 120, 84, ``num_classes``.  Inputs smaller than 10 pixels after the
+    first pooling (e.g. 8x8 digits) keep their size in the second convolution.
+
+    Examples
+    --------
+    >>> lenet5(seed=0).summary((1, 28, 28)).splitlines()[-1]
+    'Total parameters: 61,706 (float32)'
+    """
+    rng = np.random.default_rng(seed)
+    half = input_size // 2
+    pad2 = 0 if half >= 10 else 2
+    side = (half + 2 * pad2 - 4) // 2
+    return Sequential(input_shape=(in_channels, input_size, input_size), layers=[
+        Conv2D(in_channels, 6, 5, padding=2, dtype=dtype, rng=rng), ReLU(), MaxPool2D(2),
+        Conv2D(6, 16, 5, padding=pad2, dtype=dtype, rng=rng), ReLU(), MaxPool2D(2),
+        Flatten(),
+        Dense(16 * side * side, 120, dtype=dtype, rng=rng), ReLU(),
+        Dense(120, 84, dtype=dtype, rng=rng), ReLU(),
+        Dense(84, num_classes, dtype=dtype, rng=rng),
+    ])
+
+
+def convnet(*, in_channels=1, num_classes=10, input_size=28, dtype="float32", seed=None):
+    """conv 32@3x3 - pool - conv 64@3x3 - pool - dropout 0.25 - dense 128 - dropout 0.5
+    - dense ``num_classes`` (ReLU after each hidden layer, 'same' padding).
+
+    Examples
+    --------
+    >>> convnet(seed=0).summary((1, 28, 28)).splitlines()[-1]
+    'Total parameters: 421,642 (float32)'
+    """
+    rng = np.random.default_rng(seed)
+    side = input_size // 2 // 2
+    return Sequential(input_shape=(in_channels, input_size, input_size), layers=[
+        Conv2D(in_channels, 32, 3, padding=1, dtype=dtype, rng=rng), ReLU(), MaxPool2D(2),
+        Conv2D(32, 64, 3, padding=1, dtype=dtype, rng=rng), ReLU(), MaxPool2D(2),
+        Dropout(0.25, rng=rng), Flatten(),
+        Dense(64 * side * side, 128, dtype=dtype, rng=rng), ReLU(), Dropout(0.5, rng=rng),
+        Dense(128, num_classes, dtype=dtype, rng=rng),
+    ])
+
+
+ARCHITECTURES = {"lenet5": lenet5, "convnet": convnet}
