@@ -76,8 +76,8 @@ def _build_parser():
     train.add_argument("--images", help="IDX images file (gzip or raw)")
     train.add_argument("--labels", help="IDX labels file (gzip or raw)")
     train.add_argument("--arch", choices=("lenet5", "convnet"), default="convnet")
-    train.add_argument("--epochs", type=int, default=15)
-    train.add_argument("--batch-size", type=int, default=64)
+    train.add_argument("--epochs", type=int, default=20)
+    train.add_argument("--batch-size", type=int, default=32)
     train.add_argument("--optimizer", choices=("sgd", "adam"), default="adam")
     train.add_argument("--lr", type=float, default=None,
                        help="learning rate (default 1e-3 for adam, 0.05 for sgd)")
@@ -236,6 +236,7 @@ def _run_train(args):
     t0 = time.perf_counter()
     history = model.fit(Xtr, ytr, epochs=args.epochs, batch_size=args.batch_size,
                         optimizer=opt, seed=args.seed, augment=augment,
+                        scheduler=cnn.optim.CosineAnnealingLR(opt, args.epochs),
                         validation_data=(Xval, yval) if len(Xval) else None)
     seconds = time.perf_counter() - t0
     model.save(out)

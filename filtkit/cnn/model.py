@@ -175,7 +175,8 @@ class Sequential(Layer):
 
     # -- training -------------------------------------------------------------
     def fit(self, X, y, *, epochs=1, batch_size=32, loss=None, optimizer=None,
-            validation_data=None, shuffle=True, seed=None, augment=None, progress=True):
+            validation_data=None, shuffle=True, seed=None, augment=None, scheduler=None,
+            progress=True):
         """Train on ``(X, y)`` with mini-batches; returns the history.
 
         Parameters
@@ -198,6 +199,9 @@ class Sequential(Layer):
         augment : callable, optional
             ``augment(xb, rng) -> xb`` applied to every training batch, e.g.
             ``lambda xb, rng: data.random_shift(xb, seed=rng)``.
+        scheduler : optional
+            A learning-rate schedule on ``optimizer`` (e.g.
+            :class:`~filtkit.cnn.optim.CosineAnnealingLR`), stepped after every epoch.
         progress : bool, default True
             Show a tqdm bar with the running loss and accuracy.
 
@@ -231,6 +235,8 @@ class Sequential(Layer):
         if not isinstance(optimizer, _optim.Optimizer):
             raise TypeError(f"`optimizer` must be a filtkit.cnn.optim optimizer, "
                             f"got {optimizer!r}")
+        if scheduler is not None and getattr(scheduler, "optimizer", None) is not optimizer:
+            raise ValueError("`scheduler` must be built on the `optimizer` that trains")
         owned = {id(p) for p in self.parameters()}
         if any(id(p) not in owned for p in optimizer.params):
             raise ValueError("`optimizer` must be built on this model's parameters()")
@@ -242,10 +248,10 @@ class Sequential(Layer):
             validation_data = (Xv, yv)
         with single_threaded_blas():
             return self._fit_loop(X, y, epochs, batch_size, loss, optimizer, validation_data,
-                                  shuffle, rng, augment, progress)
+                                  shuffle, rng, augment, scheduler, progress)
 
     def _fit_loop(self, X, y, epochs, batch_size, loss, optimizer, validation_data, shuffle,
-                  rng, augment, progress):
+                  rng, augment, scheduler, progress):
         from tqdm.auto import tqdm
 
         history = {"loss": [], "accuracy": []}
@@ -291,6 +297,8 @@ class Sequential(Layer):
                     bar.update(len(idx))
                     bar.set_postfix(loss=f"{total_loss / seen:.4f}",
                                     acc=f"{correct / seen:.4f}", refresh=False)
+                if scheduler is not None:
+                    scheduler.step()
                 history["loss"].append(total_loss / seen)
                 history["accuracy"].append(correct / seen)
                 if validation_data is not None:
@@ -397,14 +405,18 @@ def load(path):
     if not os.path.exists(path):
         raise FileNotFoundError(f"`path` {path!r} does not exist")
     try:
-        with np.load(path, allow_pickle=False) as f:
+        f = np.load(path, allow_pickle=False)
+        if isinstance(f, np.ndarray):  # a .npy file, not an .npz archive
+            raise ValueError("it holds a single array, not an .npz archive")
+        with f:
             arrays = {k: f[k] for k in f.files}
     except (zipfile.BadZipFile, ValueError, OSError, EOFError) as exc:
         raise ValueError(f"{bad}: {exc}") from None
     try:
         meta = json.loads(str(arrays["meta"]))
-        if meta.get("format") != FORMAT:
-            raise ValueError(f"unknown format {meta.get('format')!r}")
+        fmt = meta.get("format") if isinstance(meta, dict) else None
+        if fmt != FORMAT:
+            raise ValueError(f"unknown format {fmt!r}")
         layers = []
         for spec in meta["layers"]:
             cls = LAYERS[spec["class"]]

@@ -19,7 +19,7 @@ import re
 
 import numpy as np
 
-__all__ = ["Optimizer", "SGD", "Adam"]
+__all__ = ["Optimizer", "SGD", "Adam", "CosineAnnealingLR"]
 
 
 # ---------------------------------------------------------------- checks
@@ -561,3 +561,54 @@ class Adam(Optimizer):
         denom /= t(bias_correction2**0.5)
         denom += t(hp["eps"])
         theta += (t(-step_size) * m) / denom
+
+
+class CosineAnnealingLR:
+    """Cosine learning-rate decay over ``T_max`` epochs, as
+    ``torch.optim.lr_scheduler.CosineAnnealingLR`` (its closed form):
+    after ``t`` calls of :meth:`step`,
+    ``lr = eta_min + (base_lr - eta_min) * (1 + cos(pi * t / T_max)) / 2``.
+
+    Parameters
+    ----------
+    optimizer : Optimizer
+    T_max : int
+        Epochs to reach ``eta_min``; later steps stay there.
+    eta_min : float, optional
+        The final learning rate, > 0 (filtkit's optimizers refuse a learning
+        rate of 0, so a saved model could not be loaded); default
+        ``base_lr / 100`` (torch's default is 0).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from filtkit.cnn.parameter import Parameter
+    >>> opt = SGD([Parameter(np.zeros(2))], lr=0.1)
+    >>> sched = CosineAnnealingLR(opt, T_max=2, eta_min=0.01)
+    >>> sched.step(); round(opt.lr, 6)
+    0.055
+    >>> sched.step(); round(opt.lr, 6)
+    0.01
+    """
+
+    def __init__(self, optimizer, T_max, *, eta_min=None):
+        if not isinstance(optimizer, Optimizer):
+            raise TypeError(f"`optimizer` must be a filtkit.cnn.optim optimizer, got {optimizer!r}")
+        if isinstance(T_max, bool) or not isinstance(T_max, numbers.Integral) or T_max < 1:
+            raise ValueError(f"`T_max` must be a positive integer, got {T_max!r}")
+        eta_min = optimizer.lr / 100 if eta_min is None else _positive(eta_min, "eta_min")
+        self.optimizer = optimizer
+        self.T_max = int(T_max)
+        self.eta_min = eta_min
+        self.base_lr = optimizer.lr
+        self.last_epoch = 0
+
+    def step(self):
+        """Advance one epoch and set the optimizer's learning rate."""
+        self.last_epoch += 1
+        t = min(self.last_epoch, self.T_max)
+        cos = (1 + math.cos(math.pi * t / self.T_max)) / 2
+        self.optimizer.lr = self.eta_min + (self.base_lr - self.eta_min) * cos
+
+    def __repr__(self):
+        return f"CosineAnnealingLR(T_max={self.T_max}, eta_min={self.eta_min})"
