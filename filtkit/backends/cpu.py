@@ -781,3 +781,36 @@ def conv2d_grad_weight(x, dy, dw, db, s0, s1, p0, p1, d0, d1, nchunks):
         for t in range(1, nchunks):
             s += pb[t, o]
         db[o] = s
+
+
+@njit(parallel=PARALLEL, **_jit)
+def relu(x, out, slope):
+    """out = x where x > 0, else slope * x (ReLU for slope 0, LeakyReLU otherwise).
+
+    x, out : 1-D (flattened) arrays of one float dtype.
+    """
+    n = x.shape[0]
+    s = x.dtype.type(slope)
+    zero = x.dtype.type(0)
+    chunk = 16384
+    for c in prange((n + chunk - 1) // chunk):
+        lo = c * chunk
+        hi = min(n, lo + chunk)
+        for i in range(lo, hi):
+            v = x[i]
+            out[i] = v if v > zero else v * s
+
+
+@njit(parallel=PARALLEL, **_jit)
+def relu_backward(x, dy, dx, slope):
+    """dx = dy where x > 0, else slope * dy (the gradient is 0 at x == 0 for ReLU)."""
+    n = x.shape[0]
+    s = x.dtype.type(slope)
+    zero = x.dtype.type(0)
+    chunk = 16384
+    for c in prange((n + chunk - 1) // chunk):
+        lo = c * chunk
+        hi = min(n, lo + chunk)
+        for i in range(lo, hi):
+            g = dy[i]
+            dx[i] = g if x[i] > zero else g * s

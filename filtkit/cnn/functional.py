@@ -80,3 +80,19 @@ def avg_pool2d_backward(dy, x_shape, kernel, stride, padding):
     dx = np.empty(x_shape, dtype=dy.dtype)
     cpu.avg_pool2d_backward(_planes(dy), _planes(dx), *kernel, *stride, *padding)
     return dx
+
+
+def leaky_relu(x, slope):
+    """``x`` where ``x > 0``, else ``slope * x`` (ReLU: slope 0)."""
+    x = np.ascontiguousarray(x)
+    out = np.empty_like(x)
+    cpu.relu(x.reshape(-1), out.reshape(-1), slope)
+    return out
+
+
+def leaky_relu_backward(x, dy, slope):
+    """``dy`` where ``x > 0``, else ``slope * dy`` (PyTorch's gradient, 0 at 0 for ReLU)."""
+    dy = np.ascontiguousarray(dy, dtype=x.dtype)
+    dx = np.empty_like(x)
+    cpu.relu_backward(x.reshape(-1), dy.reshape(-1), dx.reshape(-1), slope)
+    return dx

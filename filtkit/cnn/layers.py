@@ -214,13 +214,15 @@ class Conv2D(Layer):
         return F.conv2d_forward(x, self.weight.data, b, self.stride, before, size,
                                 self.dilation)
 
-    def backward(self, dy):
+    def backward(self, dy, *, input_grad=True):
+        """Add the weight and bias gradients; return the input gradient (None when
+        ``input_grad`` is false, which saves its computation in a first layer)."""
         self._need_forward("_x")
         self._check_dy(dy, self._out_shape)
         dy = np.ascontiguousarray(dy, dtype=self.dtype)
         before, _ = self._pads()
         dx, dw, db = F.conv2d_backward(self._x, self.weight.data, dy, self.stride, before,
-                                       self.dilation)
+                                       self.dilation, need_input_grad=input_grad)
         self.weight.grad += dw
         if self.bias is not None:
             self.bias.grad += db
@@ -395,7 +397,8 @@ class Dropout(Layer):
         if not self.training or self.p == 0.0:
             self._mask = None
             return x
-        keep = self._rng.random(x.shape) >= self.p
+        rdtype = np.float32 if x.dtype == np.float32 else np.float64
+        keep = self._rng.random(x.shape, dtype=rdtype) >= self.p
         self._mask = keep.astype(x.dtype) * x.dtype.type(1.0 / (1.0 - self.p))
         return x * self._mask
 
@@ -542,14 +545,20 @@ class ReLU(_Activation):
     array([0., 0., 2.])
     """
 
+    negative_slope = 0.0
+
     def _f(self, x):
-        return np.maximum(x, x.dtype.type(0))
+        if x.dtype in (np.float32, np.float64):
+            return F.leaky_relu(x, self.negative_slope)
+        return np.where(x > 0, x, x * self.negative_slope)
 
     def _df(self, x, y, dy):
-        return np.where(x > 0, dy, dy.dtype.type(0))
+        if x.dtype in (np.float32, np.float64):
+            return F.leaky_relu_backward(x, dy, self.negative_slope)
+        return np.where(x > 0, dy, dy * self.negative_slope)
 
 
-class LeakyReLU(_Activation):
+class LeakyReLU(ReLU):
     """``x`` for ``x > 0``, else ``negative_slope * x`` (default 0.01).
 
     Examples
@@ -562,12 +571,6 @@ class LeakyReLU(_Activation):
     def __init__(self, negative_slope=0.01):
         super().__init__()
         self.negative_slope = check_real(negative_slope, "negative_slope")
-
-    def _f(self, x):
-        return np.where(x > 0, x, x * x.dtype.type(self.negative_slope))
-
-    def _df(self, x, y, dy):
-        return np.where(x > 0, dy, dy * dy.dtype.type(self.negative_slope))
 
     def config(self):
         return dict(negative_slope=self.negative_slope)

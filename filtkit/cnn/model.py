@@ -97,10 +97,16 @@ class Sequential(Layer):
     def backward(self, dy):
         """Back-propagate ``dy`` (gradient of the loss w.r.t. the output) through
         every layer, accumulating parameter gradients; returns the input gradient."""
+        return self._backward(dy, input_grad=True)
+
+    def _backward(self, dy, input_grad):
         with single_threaded_blas():
-            for layer in reversed(self.layers):
+            for layer in reversed(self.layers[1:]):
                 dy = layer.backward(dy)
-        return dy
+            first = self.layers[0]
+            if not input_grad and isinstance(first, Conv2D):
+                return first.backward(dy, input_grad=False)
+            return first.backward(dy)
 
     def parameters(self):
         return [p for layer in self.layers for p in layer.parameters()]
@@ -153,15 +159,19 @@ class Sequential(Layer):
             raise ValueError(f"`{name}` must be finite, got NaN or infinity")
         return np.ascontiguousarray(X, dtype=self.dtype)
 
-    def _n_classes(self, sample_shape):
-        out = self.output_shape(sample_shape)
+    def _n_classes(self, sample_shape, name="X"):
+        try:
+            out = self.output_shape(sample_shape)
+        except ValueError as exc:
+            raise ValueError(f"`{name}` of shape (N, {', '.join(map(str, sample_shape))}) does "
+                             f"not fit the model: {exc}") from None
         if len(out) != 1:
             raise ValueError(f"the model's output must be (N, classes), got (N, {out})")
         return out[0]
 
     def _prepare_xy(self, X, y, xname="X", yname="y"):
         X = self._prepare_x(X, xname)
-        n_classes = self._n_classes(X.shape[1:])
+        n_classes = self._n_classes(X.shape[1:], xname)
         y = check_array(y, yname, ndims=(1,))
         if y.dtype.kind not in "iu":
             raise TypeError(f"`{yname}` must hold integer class labels, got dtype {y.dtype}")
@@ -279,7 +289,7 @@ class Sequential(Layer):
                     value = loss(out, yb) if finite else np.nan
                     grads_ok = False
                     if finite and np.isfinite(value):
-                        self.backward(loss.backward())
+                        self._backward(loss.backward(), input_grad=False)
                         grads_ok = all(np.isfinite(p.grad).all() for p in self.parameters())
                     if not grads_ok:
                         what = "loss" if not np.isfinite(value) else "a gradient"
@@ -352,7 +362,7 @@ class Sequential(Layer):
     def predict_proba(self, X, *, batch_size=256):
         """Class probabilities (softmax of the outputs), shape (N, classes)."""
         X = self._prepare_x(X, "X")
-        self._n_classes(X.shape[1:])
+        self._n_classes(X.shape[1:], "X")
         return _softmax(self._logits(X, batch_size))
 
     def predict(self, X, *, batch_size=256):
