@@ -785,7 +785,7 @@ def conv2d_grad_weight(x, dy, dw, db, s0, s1, p0, p1, d0, d1, nchunks):
 
 @njit(parallel=PARALLEL, **_jit)
 def relu(x, out, slope):
-    """out = x where x > 0, else slope * x (ReLU for slope 0, LeakyReLU otherwise).
+    """out = x where x > 0 (or NaN), else slope * x (ReLU for slope 0, LeakyReLU otherwise).
 
     x, out : 1-D (flattened) arrays of one float dtype.
     """
@@ -798,7 +798,8 @@ def relu(x, out, slope):
         hi = min(n, lo + chunk)
         for i in range(lo, hi):
             v = x[i]
-            out[i] = v if v > zero else v * s
+            # NaN passes through; ReLU writes +0.0, never -0.0 * 0
+            out[i] = v if v > zero or v != v else (v * s if s != zero else zero)
 
 
 @njit(parallel=PARALLEL, **_jit)
