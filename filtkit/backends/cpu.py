@@ -741,14 +741,13 @@ def conv2d(x, w, b, out, s0, s1, p0, p1, d0, d1):
     for n in prange(nb):
         cols = np.empty((nc * kh * kw, ho * wo), dtype=x.dtype)
         _im2col(x[n], cols, kh, kw, s0, s1, p0, p1, d0, d1, ho, wo)
-        res = np.dot(w2, cols)
         on = out[n].reshape(no, ho * wo)
+        np.dot(w2, cols, on)
         for o in range(no):
             bo = b[o]
-            ro = res[o]
             oo = on[o]
             for t in range(ho * wo):
-                oo[t] = ro[t] + bo
+                oo[t] += bo
 
 
 @njit(parallel=PARALLEL, **_jit)
