@@ -6,9 +6,19 @@ a ``numba.cuda`` twin with the same names and arguments is planned beside it.
 
 import contextlib
 
+import numpy as np
+
 from . import cpu
 
 _blas = None
+
+
+def argmax_dtype(shape):
+    """Dtype of :func:`cpu.max_pool2d`'s ``argmax``: int32 flat indices within an
+    (H, W) plane (half the memory of int64)."""
+    if shape[-2] * shape[-1] > 2**31 - 1:
+        raise ValueError(f"`x` planes must hold fewer than 2**31 values, got {shape[-2:]}")
+    return np.dtype(np.int32)
 
 
 def num_threads():
@@ -54,4 +64,4 @@ def _initialise_numba():
 
 _initialise_numba()
 
-__all__ = ["cpu", "num_threads", "single_threaded_blas"]
+__all__ = ["argmax_dtype", "cpu", "num_threads", "single_threaded_blas"]

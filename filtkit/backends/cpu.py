@@ -539,7 +539,7 @@ def _max_pool_row_2x2(xa, xb, orow, arow, base, w):
 def max_pool2d(x, out, argmax, k0, k1, s0, s1, p0, p1):
     """Max pooling of (B, H, W) into (B, Ho, Wo), as torch's MaxPool2d.
 
-    Windows start at ``i*s0 - p0``; padding never wins.  ``argmax`` (int64,
+    Windows start at ``i*s0 - p0``; padding never wins.  ``argmax`` (int32,
     like ``out``) receives the flat index ``r*W + c`` of the winner within
     its plane: the first maximum in row-major order, or the last NaN (NaN
     propagates), PyTorch's rule.

@@ -12,7 +12,7 @@ backend computes each as per-sample GEMMs (im2col), the same functions that
 
 import numpy as np
 
-from ..backends import cpu, num_threads, single_threaded_blas
+from ..backends import argmax_dtype, cpu, num_threads, single_threaded_blas
 
 
 def conv_output_size(n, k, stride, pad_total, dilation):
@@ -56,7 +56,7 @@ def _planes(a):
 def max_pool2d_forward(x, kernel, stride, padding, out_size):
     """Max pooling of every (H, W) plane; returns ``(out, argmax)``."""
     out = np.empty(x.shape[:-2] + tuple(out_size), dtype=x.dtype)
-    argmax = np.empty(out.shape, dtype=np.int64)
+    argmax = np.empty(out.shape, dtype=argmax_dtype(x.shape))
     cpu.max_pool2d(_planes(x), _planes(out), _planes(argmax), *kernel, *stride, *padding)
     return out, argmax
 

@@ -519,19 +519,23 @@ class Flatten(Layer):
 
 
 class _Activation(Layer):
+    #: what backward needs: the input ("x") or the output ("y"); only that is kept
+    _keeps = "x"
+
     def __init__(self):
         self._saved = None
 
     def forward(self, x):
         x = self._float_input(x)
         y = self._f(x)
-        self._saved = (x, y)
+        self._saved = (x if self._keeps == "x" else None, y if self._keeps == "y" else None,
+                       y.shape)
         return y
 
     def backward(self, dy):
         self._need_forward("_saved")
-        x, y = self._saved
-        self._check_dy(dy, y.shape)
+        x, y, shape = self._saved
+        self._check_dy(dy, shape)
         return self._df(x, y, dy)
 
 
@@ -589,6 +593,8 @@ class Sigmoid(_Activation):
     array([0.5])
     """
 
+    _keeps = "y"
+
     def _f(self, x):
         return expit(x)
 
@@ -605,6 +611,8 @@ class Tanh(_Activation):
     >>> Tanh()(np.array([0.0]))
     array([0.])
     """
+
+    _keeps = "y"
 
     def _f(self, x):
         return np.tanh(x)

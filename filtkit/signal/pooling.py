@@ -3,7 +3,7 @@
 import numpy as np
 
 from .._validate import as_float, check_array, check_int_tuple
-from ..backends import cpu
+from ..backends import argmax_dtype, cpu
 from .padding import output_size
 
 
@@ -24,7 +24,8 @@ def _pool(kernel_fn, x, size, stride):
 
 
 def _max_pool2d(x, out, k0, k1, s0, s1):
-    cpu.max_pool2d(x, out, np.empty(out.shape, dtype=np.int64), k0, k1, s0, s1, 0, 0)
+    argmax = np.empty(out.shape, dtype=argmax_dtype(x.shape))  # unused here
+    cpu.max_pool2d(x, out, argmax, k0, k1, s0, s1, 0, 0)
 
 
 def _avg_pool2d(x, out, k0, k1, s0, s1):

@@ -251,7 +251,7 @@ def test_max_pool2d(rng, backend, dtype, data, k, s, p):
     if data == "nan":
         assert np.isnan(ref).any() and not np.isnan(ref).all()
     out = np.full((x.shape[0], *_pool_size(x, k, s, p)), np.nan, dtype=dtype)
-    argmax = np.full(out.shape, -1, dtype=np.int64)
+    argmax = np.full(out.shape, -1, dtype=np.int32)
     backend.max_pool2d(x, out, argmax, *k, *s, *p)
     np.testing.assert_array_equal(out, ref)
     np.testing.assert_array_equal(argmax, ref_arg)
@@ -321,7 +321,7 @@ def test_pooling_matches_torch(rng, backend, dtype, data, k, s, p):
     tx = torch.from_numpy(x)
     ty, tidx = torch.nn.functional.max_pool2d(tx, k, s, p, return_indices=True)
     out = np.full((6, *size), np.nan, dtype=dtype)
-    argmax = np.full(out.shape, -1, dtype=np.int64)
+    argmax = np.full(out.shape, -1, dtype=np.int32)
     backend.max_pool2d(planes, out, argmax, *k, *s, *p)
     np.testing.assert_array_equal(out.reshape(ty.shape), ty.numpy())
     np.testing.assert_array_equal(argmax.reshape(ty.shape), tidx.numpy())
