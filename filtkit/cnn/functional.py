@@ -82,17 +82,18 @@ def avg_pool2d_backward(dy, x_shape, kernel, stride, padding):
     return dx
 
 
-def leaky_relu(x, slope):
-    """``x`` where ``x > 0``, else ``slope * x`` (ReLU: slope 0)."""
+def leaky_relu(x, slope, *, out=None):
+    """``x`` where ``x > 0`` (or NaN), else ``slope * x`` (ReLU: slope 0); ``out`` may be ``x``."""
     x = np.ascontiguousarray(x)
-    out = np.empty_like(x)
+    out = np.empty_like(x) if out is None else out
     cpu.relu(x.reshape(-1), out.reshape(-1), slope)
     return out
 
 
-def leaky_relu_backward(x, dy, slope):
-    """``dy`` where ``x > 0``, else ``slope * dy`` (PyTorch's gradient, 0 at 0 for ReLU)."""
-    dy = np.ascontiguousarray(dy, dtype=x.dtype)
-    dx = np.empty_like(x)
-    cpu.relu_backward(x.reshape(-1), dy.reshape(-1), dx.reshape(-1), slope)
-    return dx
+def leaky_relu_backward(ref, dy, slope, *, out=None):
+    """``dy`` where ``ref > 0``, else ``slope * dy`` (PyTorch's gradient, 0 at 0 for ReLU);
+    ``ref`` is the input, or the output when ``slope >= 0``; ``out`` may be ``dy``."""
+    dy = np.ascontiguousarray(dy, dtype=ref.dtype)
+    out = np.empty_like(ref) if out is None else out
+    cpu.relu_backward(ref.reshape(-1), dy.reshape(-1), out.reshape(-1), slope)
+    return out

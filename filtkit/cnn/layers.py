@@ -540,7 +540,11 @@ class _Activation(Layer):
 
 
 class ReLU(_Activation):
-    """``max(x, 0)``; its gradient is 0 at 0, as PyTorch's.
+    """``max(x, 0)``; its gradient is 0 at 0, as PyTorch's (NaN passes through).
+
+    ``forward(x, inplace=True)`` and ``backward(dy, inplace=True)`` overwrite
+    their argument instead of allocating (``torch.nn.ReLU(inplace=True)``);
+    :class:`~filtkit.cnn.Sequential` does so for the intermediates it owns.
 
     Examples
     --------
@@ -551,15 +555,32 @@ class ReLU(_Activation):
 
     negative_slope = 0.0
 
-    def _f(self, x):
-        if x.dtype in (np.float32, np.float64):
-            return F.leaky_relu(x, self.negative_slope)
-        return np.where(x > 0, x, x * self.negative_slope)
+    @property
+    def _keeps(self):
+        # while the slope is >= 0, y > 0 exactly where x > 0: the output decides the gradient
+        return "y" if self.negative_slope >= 0 else "x"
 
-    def _df(self, x, y, dy):
-        if x.dtype in (np.float32, np.float64):
-            return F.leaky_relu_backward(x, dy, self.negative_slope)
-        return np.where(x > 0, dy, dy * self.negative_slope)
+    def _f(self, x, out=None):
+        return F.leaky_relu(x, self.negative_slope, out=out)
+
+    def _df(self, x, y, dy, out=None):
+        return F.leaky_relu_backward(y if x is None else x, dy, self.negative_slope, out=out)
+
+    def forward(self, x, *, inplace=False):
+        if not inplace or self._keeps != "y":
+            return super().forward(x)
+        x = self._float_input(x)
+        y = self._f(x, out=x)
+        self._saved = (None, y, y.shape)
+        return y
+
+    def backward(self, dy, *, inplace=False):
+        if not inplace:
+            return super().backward(dy)
+        self._need_forward("_saved")
+        x, y, shape = self._saved
+        self._check_dy(dy, shape)
+        return self._df(x, y, dy, out=dy)
 
 
 class LeakyReLU(ReLU):

@@ -18,7 +18,18 @@ from .._validate import check_array, check_int_tuple
 from ..backends import single_threaded_blas
 from . import losses as _losses
 from . import optim as _optim
-from .layers import LAYERS, Conv2D, Dense, Dropout, Flatten, Layer, MaxPool2D, ReLU
+from .layers import (
+    LAYERS,
+    Conv2D,
+    Dense,
+    Dropout,
+    Flatten,
+    Layer,
+    MaxPool2D,
+    ReLU,
+    Sigmoid,
+    Tanh,
+)
 
 FORMAT = "filtkit.cnn.Sequential/1"
 
@@ -89,9 +100,19 @@ class Sequential(Layer):
         return self._run(self._prepare_x(x, "x"))
 
     def _run(self, x):
+        """Forward pass; ReLUs overwrite the intermediates the model itself made."""
+        owned = False  # the caller's array, or a view of it, is never overwritten
         with single_threaded_blas():
             for layer in self.layers:
-                x = layer.forward(x)
+                if owned and isinstance(layer, ReLU):
+                    x = layer.forward(x, inplace=True)
+                    continue
+                y = layer.forward(x)
+                if isinstance(layer, (Sigmoid, Tanh)):  # they keep their output
+                    owned = False
+                elif not (y is x or isinstance(layer, Flatten)):
+                    owned = True
+                x = y
         return x
 
     def backward(self, dy):
@@ -100,9 +121,17 @@ class Sequential(Layer):
         return self._backward(dy, input_grad=True)
 
     def _backward(self, dy, input_grad):
+        """Backward pass; with ``input_grad`` false ``dy`` is the loss's own gradient,
+        which the ReLUs may overwrite like every intermediate the model made."""
+        owned = not input_grad
         with single_threaded_blas():
             for layer in reversed(self.layers[1:]):
-                dy = layer.backward(dy)
+                if owned and isinstance(layer, ReLU):
+                    dy = layer.backward(dy, inplace=True)
+                    continue
+                g = layer.backward(dy)
+                owned = owned if (g is dy or isinstance(layer, Flatten)) else True
+                dy = g
             first = self.layers[0]
             if not input_grad and isinstance(first, Conv2D):
                 return first.backward(dy, input_grad=False)

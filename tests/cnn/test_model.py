@@ -640,3 +640,34 @@ def test_load_refuses_damaged_files(tmp_path, name):
     assert sorted(files) == sorted(BAD_FILES)
     with pytest.raises(ValueError, match="`path`"):
         load(files[name])
+
+
+@pytest.mark.parametrize("act", ["Tanh", "Sigmoid", "ReLU", "LeakyReLU"])
+def test_in_place_relu_keeps_every_gradient(act):
+    """fit's pass overwrites intermediates with ReLU in place, but never the output a
+    Tanh or Sigmoid keeps for its gradient; gradients stay exact."""
+    torch = pytest.importorskip("torch")
+    rng = np.random.default_rng(11)
+    layers = [cnn.Dense(6, 5, dtype="float64", rng=1), getattr(cnn, act)(),
+              cnn.LeakyReLU(0.1), cnn.Dense(5, 3, dtype="float64", rng=2)]
+    model = cnn.Sequential(layers)
+    x = rng.standard_normal((4, 6))
+    y = np.array([0, 2, 1, 2])
+    loss = cnn.CrossEntropyLoss()
+    model.zero_grad()
+    value = loss(model._run(x.copy()), y)
+    model._backward(loss.backward(), input_grad=False)
+    t_layers = [torch.nn.Linear(6, 5).double(), getattr(torch.nn, act)(),
+                torch.nn.LeakyReLU(0.1), torch.nn.Linear(5, 3).double()]
+    with torch.no_grad():
+        for t, f in ((t_layers[0], layers[0]), (t_layers[3], layers[3])):
+            t.weight.copy_(torch.from_numpy(f.weight.data))
+            t.bias.copy_(torch.from_numpy(f.bias.data))
+    tmodel = torch.nn.Sequential(*t_layers)
+    tloss = torch.nn.functional.cross_entropy(tmodel(torch.from_numpy(x)), torch.from_numpy(y))
+    tloss.backward()
+    assert value == pytest.approx(tloss.item(), rel=1e-12)
+    for f, t in ((layers[0], t_layers[0]), (layers[3], t_layers[3])):
+        np.testing.assert_allclose(f.weight.grad, t.weight.grad.numpy(), rtol=1e-10, atol=1e-14)
+        np.testing.assert_allclose(f.bias.grad, t.bias.grad.numpy(), rtol=1e-10, atol=1e-14)
+    assert np.abs(layers[0].weight.grad).max() > 0
