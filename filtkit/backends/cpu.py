@@ -843,3 +843,37 @@ def relu_backward(x, dy, dx, slope):
         for i in range(lo, hi):
             g = dy[i]
             dx[i] = g if x[i] > zero else g * s
+
+
+@njit(parallel=PARALLEL, cache=CACHE)  # no fastmath: every operation rounds as numpy's
+def adam_update(theta, g, m, v, weight_decay, w1, beta2, one_minus_beta2, neg_step_size,
+                sqrt_bc2, eps):
+    """One Adam step on flat arrays, in place, with torch's operation order.
+
+    ``theta``, ``g``, ``m``, ``v`` : 1-D arrays of one float dtype; the scalars
+    are already rounded to it.  Per element: ``g += weight_decay * theta``
+    (when non-zero); ``m = lerp(m, g, w1)`` with torch's two formulas;
+    ``v = v * beta2 + (one_minus_beta2 * g) * g``;
+    ``theta += (neg_step_size * m) / (sqrt(v) / sqrt_bc2 + eps)``.  No FMA
+    contraction, so the result equals the same steps in numpy bit for bit.
+    """
+    n = theta.shape[0]
+    one = theta.dtype.type(1)
+    small = abs(w1) < 0.5
+    chunk = 16384
+    for c in prange((n + chunk - 1) // chunk):
+        for i in range(c * chunk, min(n, (c + 1) * chunk)):
+            gi = g[i]
+            if weight_decay != 0:
+                gi = gi + weight_decay * theta[i]
+            mi = m[i]
+            if small:
+                mi = mi + w1 * (gi - mi)
+            else:
+                mi = gi - (gi - mi) * (one - w1)
+            m[i] = mi
+            vi = v[i] * beta2
+            vi = vi + (one_minus_beta2 * gi) * gi
+            v[i] = vi
+            d = np.sqrt(vi) / sqrt_bc2 + eps
+            theta[i] = theta[i] + (neg_step_size * mi) / d

@@ -19,6 +19,8 @@ import re
 
 import numpy as np
 
+from ..backends import cpu
+
 __all__ = ["Optimizer", "SGD", "Adam", "CosineAnnealingLR"]
 
 
@@ -538,29 +540,23 @@ class Adam(Optimizer):
         t = param.data.dtype.type
         theta = param.data
         beta1, beta2 = hp["betas"]
-        g = grad
-        if hp["weight_decay"] != 0:
-            g = g + t(hp["weight_decay"]) * theta
         m, v = self._state["exp_avg"][i], self._state["exp_avg_sq"][i]
         if m is None:
             m = self._state["exp_avg"][i] = np.zeros_like(theta)
             v = self._state["exp_avg_sq"][i] = np.zeros_like(theta)
-        # m.lerp_(g, 1 - beta1), with torch's two formulas for small and large weights
-        w = t(1 - beta1)
-        if abs(w) < 0.5:
-            m += w * (g - m)
-        else:
-            m[...] = g - (g - m) * (t(1) - w)
-        v *= t(beta2)
-        v += (t(1 - beta2) * g) * g
+        # one fused pass (backends.cpu.adam_update), operation for operation:
+        #   g = g + wd * theta
+        #   m.lerp_(g, 1 - beta1), with torch's two formulas for small and large weights
+        #   v = v * beta2 + ((1 - beta2) * g) * g
+        #   theta += (-lr / bias_correction1 * m) / (sqrt(v) / sqrt(bias_correction2) + eps)
         step = self._step_count
         bias_correction1 = 1 - beta1**step
         bias_correction2 = 1 - beta2**step
         step_size = hp["lr"] / bias_correction1
-        denom = np.sqrt(v)
-        denom /= t(bias_correction2**0.5)
-        denom += t(hp["eps"])
-        theta += (t(-step_size) * m) / denom
+        cpu.adam_update(theta.reshape(-1), np.ascontiguousarray(grad).reshape(-1),
+                        m.reshape(-1), v.reshape(-1), t(hp["weight_decay"]), t(1 - beta1),
+                        t(beta2), t(1 - beta2), t(-step_size), t(bias_correction2**0.5),
+                        t(hp["eps"]))
 
 
 class CosineAnnealingLR:
