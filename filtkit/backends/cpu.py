@@ -171,6 +171,27 @@ def _taps1(dst, jlo, jhi, s1, init, xa, ca, wa):
 
 
 @njit(inline="always", **_jit)
+def _finish(dst, jlo, jhi, s1, init, pend, xa, ca, wa, xb, cb, wb, xc, cc, wc, const,
+            has_const):
+    """Close a pending-tap pass over [jlo, jhi): the last 0-3 taps one by one, then
+    the constant-mode rows beyond the edge (``const``), or only ``const`` when no tap
+    touched ``dst`` at all."""
+    if pend > 0:
+        _taps1(dst, jlo, jhi, s1, init, xa, ca, wa)
+        if pend > 1:
+            _taps1(dst, jlo, jhi, s1, False, xb, cb, wb)
+        if pend > 2:
+            _taps1(dst, jlo, jhi, s1, False, xc, cc, wc)
+        init = False
+    if init:
+        for j in range(jlo, jhi):
+            dst[j] = const
+    elif has_const:
+        for j in range(jlo, jhi):
+            dst[j] += const
+
+
+@njit(inline="always", **_jit)
 def _border_column(x, w, b, i, j, off0, off1, s0, s1, d0, d1, mode, cv, nzk, nnz, acc):
     """One output column near the left or right edge, tap by tap."""
     h, wdt = x.shape[1], x.shape[2]
@@ -318,19 +339,8 @@ def correlate2d(x, w, out, off0, off1, s0, s1, d0, d1, mode, cval):
                 xb, cb, wb = xf, cf, wf
                 xc, cc, wc = xg, cg, wg
                 pend -= 4
-            if pend > 0:
-                _taps1(orow, jlo, jhi, s1, init, xa, ca, wa)
-                if pend > 1:
-                    _taps1(orow, jlo, jhi, s1, False, xb, cb, wb)
-                if pend > 2:
-                    _taps1(orow, jlo, jhi, s1, False, xc, cc, wc)
-                init = False
-            if init:
-                for j in range(jlo, jhi):
-                    orow[j] = const
-            elif has_const:
-                for j in range(jlo, jhi):
-                    orow[j] += const
+            _finish(orow, jlo, jhi, s1, init, pend, xa, ca, wa, xb, cb, wb, xc, cc, wc,
+                    const, has_const)
         for j in range(jlo):  # the few border columns, tap by tap
             orow[j] = _border_column(x, w, b, i, j, off0, off1, s0, s1, d0, d1, mode, cv,
                                      nzk, nnz, const)
@@ -381,19 +391,7 @@ def _column_pass(x, b, i, col, nzm, nm, off0, s0, d0, mode, cv, buf):
             pend = 0
             continue
         pend += 1
-    if pend > 0:
-        _taps1(buf, 0, wdt, 1, init, xa, 0, wa)
-        if pend > 1:
-            _taps1(buf, 0, wdt, 1, False, xb, 0, wb)
-        if pend > 2:
-            _taps1(buf, 0, wdt, 1, False, xc, 0, wc)
-        init = False
-    if init:
-        for j in range(wdt):
-            buf[j] = const
-    elif has_const:
-        for j in range(wdt):
-            buf[j] += const
+    _finish(buf, 0, wdt, 1, init, pend, xa, 0, wa, xb, 0, wb, xc, 0, wc, const, has_const)
 
 
 @njit(**_jit)
@@ -422,16 +420,7 @@ def _row_pass(buf, row, nzk, nk, orow, jlo, jhi, off1, s1, d1, mode, edge):
             pend = 0
             continue
         pend += 1
-    if pend > 0:
-        _taps1(orow, jlo, jhi, s1, init, buf, ca, wa)
-        if pend > 1:
-            _taps1(orow, jlo, jhi, s1, False, buf, cb, wb)
-        if pend > 2:
-            _taps1(orow, jlo, jhi, s1, False, buf, cc, wc)
-        init = False
-    if init:
-        for j in range(jlo, jhi):
-            orow[j] = zero
+    _finish(orow, jlo, jhi, s1, init, pend, buf, ca, wa, buf, cb, wb, buf, cc, wc, zero, False)
     for part in range(2):  # the border columns [0, jlo) and [jhi, wo)
         for j in range(0, jlo) if part == 0 else range(jhi, wo):
             acc = zero
