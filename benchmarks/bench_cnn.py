@@ -128,39 +128,39 @@ filtkit/torch >= 1.0 for both networks at batch 64 and 256 and >= 0.8 at batch 3
 step with a warm cache under 1 s.
 """
 
-import os
 import sys
 
-NCORES = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
-# OpenBLAS reads its thread count at import time, before numpy is imported.
-os.environ.setdefault("OPENBLAS_NUM_THREADS", str(NCORES))
+# first: sets OPENBLAS_NUM_THREADS before numpy is imported and puts this tree on sys.path
+from _common import (
+    NCORES,
+    child_env,
+    cpu_busy,
+    numba_all_cores,
+    progress,
+    publish,
+    run_description,
+    run_json,
+    table,
+    warn_if_busy,
+)
+from _common import bench as _bench
 
-import argparse  # noqa: E402
-import datetime  # noqa: E402
-import gc  # noqa: E402
-import json  # noqa: E402
-import math  # noqa: E402
-import platform  # noqa: E402
-import resource  # noqa: E402
-import statistics  # noqa: E402
-import subprocess  # noqa: E402
-import tempfile  # noqa: E402
-import textwrap  # noqa: E402
-import time  # noqa: E402
-from pathlib import Path  # noqa: E402
+# isort: split
+import argparse
+import datetime
+import gc
+import json
+import resource
+import statistics
+import tempfile
+import textwrap
+import time
 
-import numba  # noqa: E402
-import numpy as np  # noqa: E402
+import numba
+import numpy as np
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))  # benchmark this working tree
-
-import filtkit  # noqa: E402
-from filtkit import cnn  # noqa: E402
-from filtkit.backends import single_threaded_blas  # noqa: E402
-
-RESULTS = ROOT / "benchmarks" / "RESULTS.md"
-START, END = "<!-- bench_cnn start -->", "<!-- bench_cnn end -->"
+from filtkit import cnn  # this working tree: _common put it first on sys.path
+from filtkit.backends import single_threaded_blas
 
 ARCHS = {"lenet5": cnn.lenet5, "convnet": cnn.convnet}
 INPUT_SHAPE = (1, 28, 28)
@@ -210,18 +210,6 @@ class Config:
 # timing
 
 
-def _once(f):
-    t0 = time.perf_counter()
-    f()
-    return time.perf_counter() - t0
-
-
-def _n_runs(probe_s, cfg):
-    if probe_s > cfg.slow_s:
-        return cfg.slow_runs
-    return max(cfg.min_runs, min(cfg.max_runs, math.ceil(cfg.target_s / max(probe_s, 1e-9))))
-
-
 def bench(fns, cfg):
     """Median seconds, spread and run count of each (already warmed up) zero-argument function.
 
@@ -232,31 +220,7 @@ def bench(fns, cfg):
     after a switch pays for the other library's threads still spinning and for cold caches
     (about 25 % of a convnet step when the two strictly alternate).
     """
-    samples = {name: [] for name in fns}
-    plan = {}
-    gc.disable()
-    try:
-        for name, f in fns.items():
-            plan[name] = _n_runs(_once(f), cfg)
-        for rnd in range(cfg.rounds):
-            for name, f in fns.items():
-                todo = plan[name] // cfg.rounds + (rnd < plan[name] % cfg.rounds)
-                if todo:
-                    f()  # untimed: the switch from the other library
-                for _ in range(todo):
-                    samples[name].append(_once(f))
-    finally:
-        gc.enable()
-    out = {}
-    for name, ts in samples.items():
-        med = statistics.median(ts)
-        q = np.percentile(ts, [25, 75]) if len(ts) >= 4 else (med, med)
-        out[name] = (med, (q[1] - q[0]) / med, len(ts))
-    return out
-
-
-def progress(msg):
-    print(msg, file=sys.stderr, flush=True)
+    return _bench(fns, cfg, rounds=cfg.rounds, keep_probe=False, switch_call=True)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -609,20 +573,11 @@ def memory_child(lib, arch, batch):
                           reset=reset, maxrss_before=maxrss_before)))
 
 
-def _child_env(**extra):
-    return dict(os.environ, PYTHONPATH=os.pathsep.join(
-        p for p in (str(ROOT), os.environ.get("PYTHONPATH")) if p), **extra)
-
-
 def measure_memory(arch, batch):
     out = {}
     for lib in ("filtkit", "torch"):
-        proc = subprocess.run([sys.executable, __file__, "--memory-child", lib, arch, str(batch)],
-                              cwd=ROOT, env=_child_env(), capture_output=True, text=True,
-                              timeout=300)
-        if proc.returncode != 0:
-            sys.exit(f"memory measurement failed ({lib} {arch}):\n{proc.stderr}")
-        m = json.loads(proc.stdout.strip().splitlines()[-1])
+        m = run_json([__file__, "--memory-child", lib, arch, str(batch)],
+                     f"memory measurement ({lib} {arch})", 300)
         m["growth"] = m["peak"] - m["base"]
         m["held"] = m["after"] - m["base"]
         # an earlier peak that the reset did not clear would hide the steps' peak
@@ -655,12 +610,8 @@ print(json.dumps({"import": t1 - t0, "build": t2 - t1, "step": t4 - t3}))
 
 def measure_first_step(cfg):
     def once(cache_dir):
-        env = _child_env() if cache_dir is None else _child_env(NUMBA_CACHE_DIR=cache_dir)
-        proc = subprocess.run([sys.executable, "-c", _FIRST_STEP_SNIPPET], cwd=ROOT, env=env,
-                              capture_output=True, text=True, timeout=600)
-        if proc.returncode != 0:
-            sys.exit(f"first-step measurement failed:\n{proc.stderr}")
-        return json.loads(proc.stdout.strip().splitlines()[-1])
+        env = child_env() if cache_dir is None else child_env(NUMBA_CACHE_DIR=cache_dir)
+        return run_json(["-c", _FIRST_STEP_SNIPPET], "first-step measurement", 600, env=env)
 
     if cfg.quick:  # the default cache: fill it (usually already warm), then measure once
         once(None)
@@ -676,63 +627,6 @@ def measure_first_step(cfg):
 # machine description
 
 
-def cpu_busy(seconds=0.5):
-    """Fraction of all CPU time spent busy (by anything) over ``seconds``."""
-
-    def read():
-        with open("/proc/stat") as fh:
-            vals = [int(v) for v in fh.readline().split()[1:]]
-        return sum(vals), vals[3] + vals[4]  # total, idle + iowait
-
-    try:
-        t0, i0 = read()
-        time.sleep(seconds)
-        t1, i1 = read()
-    except OSError:
-        return float("nan")
-    return 1.0 - (i1 - i0) / max(t1 - t0, 1)
-
-
-def machine_description():
-    model, mem = platform.processor() or "unknown", "unknown"
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                model = line.split(":", 1)[1].strip()
-                break
-        for line in Path("/proc/meminfo").read_text().splitlines():
-            if line.startswith("MemTotal"):
-                mem = f"{int(line.split()[1]) / 2**20:.1f} GiB"
-                break
-    except OSError:
-        pass
-    return model, mem
-
-
-def git_state():
-    """Commit of the benchmarked tree, and whether filtkit/ has uncommitted changes."""
-    try:
-        head = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT,
-                              capture_output=True, text=True, timeout=10).stdout.strip()
-        dirty = subprocess.run(["git", "status", "--porcelain", "--", "filtkit"], cwd=ROOT,
-                               capture_output=True, text=True, timeout=10).stdout.strip()
-    except (OSError, subprocess.SubprocessError):
-        return "unknown"
-    if not head:
-        return "unknown"
-    return head + (" + uncommitted changes in filtkit/" if dirty else "")
-
-
-def versions():
-    return {
-        "python": platform.python_version(),
-        "numpy": np.__version__,
-        "numba": numba.__version__,
-        "torch": torch.__version__,
-        "filtkit": filtkit.__version__,
-    }
-
-
 def torch_backend():
     """torch's parallel backend and BLAS, from its build information."""
     info = torch.__config__.parallel_info().splitlines()
@@ -744,16 +638,6 @@ def torch_backend():
 
 # ---------------------------------------------------------------------------------------------
 # report
-
-
-def table(head, rows):
-    widths = [max(len(str(r[i])) for r in [head, *rows]) for i in range(len(head))]
-
-    def line(cells):
-        return "| " + " | ".join(str(c).ljust(w) for c, w in zip(cells, widths, strict=True)) + " |"
-
-    sep = "|" + "|".join("-" * (w + 2) for w in widths) + "|"
-    return "\n".join([line(head), sep, *(line(r) for r in rows)])
 
 
 def check_table(checks):
@@ -844,20 +728,6 @@ def summary(cfg, facts, mems, first):
     return lines
 
 
-def write_results(text):
-    block = f"{START}\n{text.rstrip()}\n{END}"
-    if RESULTS.exists():
-        content = RESULTS.read_text()
-        i, j = content.find(START), content.find(END)
-        if 0 <= i < j:
-            content = content[:i] + block + content[j + len(END):]
-        else:
-            content = content.rstrip() + "\n\n" + block + "\n"
-    else:
-        content = "# Benchmark results\n\n" + block + "\n"
-    RESULTS.write_text(content)
-
-
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--quick", action="store_true",
@@ -875,14 +745,9 @@ def main(argv=None):
     t_start = time.perf_counter()
     started = datetime.datetime.now().astimezone()
 
-    busy_before = cpu_busy()
-    if busy_before > 0.10:
-        progress(f"WARNING: the CPUs were {100 * busy_before:.0f}% busy before the benchmark "
-                 "started; timings will be unreliable")
+    busy_before = warn_if_busy()
     import_torch()
-    # numba already uses every core by default; only change it when the default differs
-    if numba.get_num_threads() != min(NCORES, numba.config.NUMBA_NUM_THREADS):
-        numba.set_num_threads(min(NCORES, numba.config.NUMBA_NUM_THREADS))
+    numba_all_cores()
 
     progress("agreement check ...")
     checks = [check_agreement(arch) for arch in ARCHS]
@@ -899,18 +764,12 @@ def main(argv=None):
     busy_after = cpu_busy()
     elapsed = time.perf_counter() - t_start
 
-    model, ram = machine_description()
-    vers = ", ".join(f"{k} {v}" for k, v in versions().items())
-    command = " ".join(["python", *sys.argv])
+    description = run_description(started, elapsed, {"torch": torch.__version__})
     reductions = ("quick smoke run: batch 64 only, few repeats, warm-cache start-up only"
                   if cfg.quick else "none")
-    head = textwrap.dedent(f"""\
-        ## bench_cnn: filtkit.cnn vs PyTorch (CPU), LeNet-5 and convnet on 1x28x28 float32
-
-        - Date: {started.isoformat(timespec='seconds')}; command: `{command}`; run time \
-{elapsed:.0f} s
-        - CPU: {model}, {NCORES} cores ({os.cpu_count()} logical CPUs visible), memory {ram}
-        - Versions: {vers}; filtkit tree: {git_state()}
+    head = "\n".join([
+        "## bench_cnn: filtkit.cnn vs PyTorch (CPU), LeNet-5 and convnet on 1x28x28 float32", "",
+        description, textwrap.dedent(f"""\
         - Threads: numba {numba.get_num_threads()} ({numba.threading_layer()} layer; BLAS \
 single-threaded inside filtkit's steps), torch {torch.get_num_threads()} intra-op / \
 {torch.get_num_interop_threads()} inter-op ({torch_backend()})
@@ -922,7 +781,7 @@ train mode (dropout on); filtkit runs fit()'s per-batch sequence. Inference: eva
 (torch under no_grad). Data N(0, 1) float32, random labels. Medians of interleaved runs \
 after warm-up; ratio = filtkit img/s / torch img/s (above 1 = filtkit faster); `*` = noisy; \
 runs = filtkit/torch timed calls. See the docstring of benchmarks/bench_cnn.py for the columns.
-        """)
+        """)])
     parts = [head, "### Agreement check (one step, eval mode so dropout is off in both)", "",
              check_table(checks), "", "### Throughput", "",
              table(["arch", "batch", "mode", "filtkit ms", "torch ms", "filtkit img/s",
@@ -937,13 +796,7 @@ runs = filtkit/torch timed calls. See the docstring of benchmarks/bench_cnn.py f
               "RSS after imports, data, model "
               "and one warm-up step on 2 samples (peak reset before the steps); held = RSS "
               "growth still held after the steps.", ""]
-    lines = summary(cfg, facts, mems, first)
-    report = "\n".join([*parts, "### Summary", "", "```", *lines,
-                        f"total run time {elapsed:.0f} s", "```", ""])
-    print(report)
-    if not cfg.quick:
-        write_results(report)
-        progress(f"wrote {RESULTS.relative_to(ROOT)}")
+    publish("bench_cnn", parts, summary(cfg, facts, mems, first), elapsed, cfg.quick)
 
 
 if __name__ == "__main__":

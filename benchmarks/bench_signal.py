@@ -55,41 +55,42 @@ output.
 import os
 import sys
 
-NCORES = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
-# OpenBLAS reads its thread count at import time, before numpy is imported.
-os.environ.setdefault("OPENBLAS_NUM_THREADS", str(NCORES))
+# first: sets OPENBLAS_NUM_THREADS before numpy is imported and puts this tree on sys.path
+from _common import (
+    NCORES,
+    bench,
+    child_env,
+    cpu_busy,
+    numba_all_cores,
+    progress,
+    publish,
+    run_description,
+    run_json,
+    table,
+    timed,
+    warn_if_busy,
+)
 
-import argparse  # noqa: E402
-import datetime  # noqa: E402
-import gc  # noqa: E402
-import json  # noqa: E402
-import math  # noqa: E402
-import platform  # noqa: E402
-import statistics  # noqa: E402
-import subprocess  # noqa: E402
-import textwrap  # noqa: E402
-import time  # noqa: E402
-from pathlib import Path  # noqa: E402
+# isort: split
+import argparse
+import datetime
+import math
+import statistics
+import textwrap
+import time
 
-import cv2  # noqa: E402
-import numba  # noqa: E402
-import numpy as np  # noqa: E402
-import scipy  # noqa: E402
-import scipy.fft as sfft  # noqa: E402
-import scipy.ndimage as ndi  # noqa: E402
-import scipy.signal as ssig  # noqa: E402
-import skimage  # noqa: E402
-import skimage.data  # noqa: E402
-import skimage.filters as skf  # noqa: E402
+import cv2
+import numba
+import numpy as np
+import scipy
+import scipy.fft as sfft
+import scipy.ndimage as ndi
+import scipy.signal as ssig
+import skimage
+import skimage.data
+import skimage.filters as skf
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))  # benchmark this working tree
-
-import filtkit  # noqa: E402
-from filtkit import signal as fs  # noqa: E402
-
-RESULTS = ROOT / "benchmarks" / "RESULTS.md"
-START, END = "<!-- bench_signal start -->", "<!-- bench_signal end -->"
+from filtkit import signal as fs  # this working tree: _common put it first on sys.path
 
 CV_BORDER = {"constant": cv2.BORDER_CONSTANT, "reflect": cv2.BORDER_REFLECT}
 TOL = {np.dtype(np.float32): 1e-5, np.dtype(np.float64): 1e-11}
@@ -128,48 +129,7 @@ class Config:
 
 
 # ---------------------------------------------------------------------------------------------
-# timing
-
-
-def _once(f):
-    t0 = time.perf_counter()
-    f()
-    return time.perf_counter() - t0
-
-
-def _n_runs(probe_s, cfg):
-    if probe_s > cfg.slow_s:
-        return cfg.slow_runs
-    return max(cfg.min_runs, min(cfg.max_runs, math.ceil(cfg.target_s / max(probe_s, 1e-9))))
-
-
-def bench(fns, cfg):
-    """Median seconds and spread of each (already warmed up) zero-argument function.
-
-    One probe call per function sets its number of runs; the runs are split into three
-    rounds, interleaved across the functions so that all of them see the same machine.
-    """
-    samples = {name: [] for name in fns}
-    plan = {}
-    gc.disable()
-    try:
-        for name, f in fns.items():
-            t = _once(f)
-            samples[name].append(t)
-            plan[name] = _n_runs(t, cfg) - 1
-        for rnd in range(3):
-            for name, f in fns.items():
-                todo = plan[name] // 3 + (rnd < plan[name] % 3)
-                for _ in range(todo):
-                    samples[name].append(_once(f))
-    finally:
-        gc.enable()
-    out = {}
-    for name, ts in samples.items():
-        med = statistics.median(ts)
-        q = np.percentile(ts, [25, 75]) if len(ts) >= 4 else (med, med)
-        out[name] = (med, (q[1] - q[0]) / med, len(ts))
-    return out
+# agreement
 
 
 def check(label, peer, got, ref, scale, dtype):
@@ -187,12 +147,8 @@ def check(label, peer, got, ref, scale, dtype):
     return err
 
 
-def progress(msg):
-    print(msg, file=sys.stderr, flush=True)
-
-
 # ---------------------------------------------------------------------------------------------
-# machine limits and description
+# machine limits
 
 
 @numba.njit(parallel=True, cache=False)
@@ -214,7 +170,7 @@ def measure_limits(cfg):
         a = rng.random((n, n)).astype(dt)
         b = rng.random((n, n)).astype(dt)
         a @ b
-        ts = [_once(lambda a=a, b=b: a @ b) for _ in range(7)]
+        ts = [timed(lambda a=a, b=b: a @ b) for _ in range(7)]
         peak[np.dtype(dt)] = 2.0 * n**3 / statistics.median(ts) / 1e9
     rows = cfg.copy_mb * 2**20 // (4 * 4096)
     src = np.random.default_rng(8).random((rows, 4096), dtype=np.float32)
@@ -222,68 +178,9 @@ def measure_limits(cfg):
     _copy_rows(src, dst)
     if not np.array_equal(src, dst):
         sys.exit("bandwidth copy kernel is wrong")
-    ts = [_once(lambda: _copy_rows(src, dst)) for _ in range(11)]
+    ts = [timed(lambda: _copy_rows(src, dst)) for _ in range(11)]
     bw = 2.0 * src.nbytes / statistics.median(ts) / 1e9
     return bw, peak
-
-
-def cpu_busy(seconds=0.5):
-    """Fraction of all CPU time spent busy (by anything) over ``seconds``."""
-
-    def read():
-        with open("/proc/stat") as fh:
-            vals = [int(v) for v in fh.readline().split()[1:]]
-        return sum(vals), vals[3] + vals[4]  # total, idle + iowait
-
-    try:
-        t0, i0 = read()
-        time.sleep(seconds)
-        t1, i1 = read()
-    except OSError:
-        return float("nan")
-    return 1.0 - (i1 - i0) / max(t1 - t0, 1)
-
-
-def machine_description():
-    model, mem = platform.processor() or "unknown", "unknown"
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                model = line.split(":", 1)[1].strip()
-                break
-        for line in Path("/proc/meminfo").read_text().splitlines():
-            if line.startswith("MemTotal"):
-                mem = f"{int(line.split()[1]) / 2**20:.1f} GiB"
-                break
-    except OSError:
-        pass
-    return model, mem
-
-
-def git_state():
-    """Commit of the benchmarked tree, and whether filtkit/ has uncommitted changes."""
-    try:
-        head = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT,
-                              capture_output=True, text=True, timeout=10).stdout.strip()
-        dirty = subprocess.run(["git", "status", "--porcelain", "--", "filtkit"], cwd=ROOT,
-                               capture_output=True, text=True, timeout=10).stdout.strip()
-    except (OSError, subprocess.SubprocessError):
-        return "unknown"
-    if not head:
-        return "unknown"
-    return head + (" + uncommitted changes in filtkit/" if dirty else "")
-
-
-def versions():
-    return {
-        "python": platform.python_version(),
-        "numpy": np.__version__,
-        "numba": numba.__version__,
-        "scipy": scipy.__version__,
-        "scikit-image": skimage.__version__,
-        "opencv": cv2.__version__,
-        "filtkit": filtkit.__version__,
-    }
 
 
 # ---------------------------------------------------------------------------------------------
@@ -326,7 +223,7 @@ class Runner:
         x = np.random.default_rng(3).random((256, 256)).astype(np.float32)
         w = np.ones((9, 9), np.float32)
         ndi.correlate(x, w, mode="constant")
-        t = min(_once(lambda: ndi.correlate(x, w, mode="constant")) for _ in range(3))
+        t = min(timed(lambda: ndi.correlate(x, w, mode="constant")) for _ in range(3))
         self.ndimage_ns_per_tap = t / (x.size * w.size) * 1e9
 
     def add_row(self, case, timings, errs, skipped, direct=None):
@@ -395,7 +292,7 @@ class Runner:
     def fresh_output(self, n=4096):
         """Median time to allocate and first touch an n x n float32 array, and the
         3x3 correlation writing into a reused ``out=`` array (no allocation)."""
-        ts = [_once(lambda: np.empty((n, n), np.float32).fill(0.0)) for _ in range(11)]
+        ts = [timed(lambda: np.empty((n, n), np.float32).fill(0.0)) for _ in range(11)]
         self.facts["fresh_output_s"] = statistics.median(ts)
         x = np.random.default_rng(n).random((n, n)).astype(np.float32)
         w = np.random.default_rng(5).standard_normal((3, 3)).astype(np.float32)
@@ -539,13 +436,8 @@ def measure_startup():
     import tempfile
 
     def once(cache_dir):
-        env = dict(os.environ, NUMBA_CACHE_DIR=cache_dir, PYTHONPATH=os.pathsep.join(
-            p for p in (str(ROOT), os.environ.get("PYTHONPATH")) if p))
-        proc = subprocess.run([sys.executable, "-c", _STARTUP_SNIPPET], cwd=ROOT, env=env,
-                              capture_output=True, text=True, timeout=600)
-        if proc.returncode != 0:
-            sys.exit(f"start-up measurement failed:\n{proc.stderr}")
-        return json.loads(proc.stdout.strip().splitlines()[-1])
+        return run_json(["-c", _STARTUP_SNIPPET], "start-up measurement", 600,
+                        env=child_env(NUMBA_CACHE_DIR=cache_dir))
 
     with tempfile.TemporaryDirectory() as cache:
         cold = once(cache)
@@ -555,13 +447,7 @@ def measure_startup():
 
 
 def measure_memory(n):
-    env = dict(os.environ, PYTHONPATH=os.pathsep.join(
-        p for p in (str(ROOT), os.environ.get("PYTHONPATH")) if p))
-    proc = subprocess.run([sys.executable, "-c", _MEMORY_SNIPPET, str(n)], cwd=ROOT, env=env,
-                          capture_output=True, text=True, timeout=300)
-    if proc.returncode != 0:
-        sys.exit(f"memory measurement failed:\n{proc.stderr}")
-    m = json.loads(proc.stdout.strip().splitlines()[-1])
+    m = run_json(["-c", _MEMORY_SNIPPET, str(n)], "memory measurement", 300)
     io_bytes = m["in_bytes"] + m["out_bytes"]
     # extra = peak during the call beyond input and output, by both measures
     extra_traced = m["traced_peak"] - m["out_bytes"]
@@ -575,17 +461,6 @@ def measure_memory(n):
 
 # ---------------------------------------------------------------------------------------------
 # report
-
-
-def table(rows):
-    head = ["case", "filtkit ms", *PEERS, "GB/s (%BW)", "GFLOP/s (%peak)", "err"]
-    widths = [max(len(str(r[i])) for r in [head, *rows]) for i in range(len(head))]
-
-    def line(cells):
-        return "| " + " | ".join(str(c).ljust(w) for c, w in zip(cells, widths, strict=True)) + " |"
-
-    sep = "|" + "|".join("-" * (w + 2) for w in widths) + "|"
-    return "\n".join([line(head), sep, *(line(r) for r in rows)])
 
 
 def geomean(vals):
@@ -689,20 +564,6 @@ def summary(run, mem, bw, startup=None):
     return lines, verdicts
 
 
-def write_results(text):
-    block = f"{START}\n{text.rstrip()}\n{END}"
-    if RESULTS.exists():
-        content = RESULTS.read_text()
-        i, j = content.find(START), content.find(END)
-        if 0 <= i < j:
-            content = content[:i] + block + content[j + len(END):]
-        else:
-            content = content.rstrip() + "\n\n" + block + "\n"
-    else:
-        content = "# Benchmark results\n\n" + block + "\n"
-    RESULTS.write_text(content)
-
-
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--quick", action="store_true",
@@ -712,16 +573,9 @@ def main(argv=None):
     t_start = time.perf_counter()
     started = datetime.datetime.now().astimezone()
 
-    busy_before = cpu_busy()
-    if busy_before > 0.10:
-        progress(f"WARNING: the CPUs were {100 * busy_before:.0f}% busy before the benchmark "
-                 "started; timings will be unreliable")
+    busy_before = warn_if_busy()
     cv2.setNumThreads(NCORES)
-    # numba already uses every core by default; calling set_num_threads even with
-    # that same number slowed 7x7 correlation from 2.9 to 4.0 ms here (numba 0.68), so
-    # only call it when the default differs
-    if numba.get_num_threads() != min(NCORES, numba.config.NUMBA_NUM_THREADS):
-        numba.set_num_threads(min(NCORES, numba.config.NUMBA_NUM_THREADS))
+    numba_all_cores()
     progress("measuring machine limits ...")
     bw, peak = measure_limits(cfg)
     run = Runner(cfg, bw, peak)
@@ -744,9 +598,11 @@ def main(argv=None):
     busy_after = cpu_busy()
     elapsed = time.perf_counter() - t_start
 
-    model, ram = machine_description()
-    vers = ", ".join(f"{k} {v}" for k, v in versions().items())
-    command = " ".join(["python", *sys.argv])
+    description = run_description(started, elapsed, {
+        "scipy": scipy.__version__,
+        "scikit-image": skimage.__version__,
+        "opencv": cv2.__version__,
+    })
     reductions = (
         "quick smoke run: tiny grid, few repeats" if cfg.quick else
         "4096² only float32 with K3 and K7; scipy.ndimage skipped where it would take more "
@@ -754,13 +610,8 @@ def main(argv=None):
         "ns per tap and pixel), except 2048² f32 K3-15 constant; fftconvolve/oaconvolve only "
         "for K31/K63 with the constant (zero) boundary"
     )
-    head = textwrap.dedent(f"""\
-        ## bench_signal: filtkit.signal vs OpenCV, scipy, scikit-image
-
-        - Date: {started.isoformat(timespec='seconds')}; command: `{command}`; run time \
-{elapsed:.0f} s
-        - CPU: {model}, {NCORES} cores ({os.cpu_count()} logical CPUs visible), memory {ram}
-        - Versions: {vers}; filtkit tree: {git_state()}
+    head = "\n".join(["## bench_signal: filtkit.signal vs OpenCV, scipy, scikit-image", "",
+                      description, textwrap.dedent(f"""\
         - Threads: numba {numba.get_num_threads()} ({numba.threading_layer()} layer), \
 cv2.setNumThreads({cv2.getNumThreads()}), scipy.fft workers {NCORES}, OpenBLAS \
 {os.environ['OPENBLAS_NUM_THREADS']}; scipy.ndimage and scikit-image run single-threaded
@@ -773,14 +624,10 @@ float64 {peak[np.dtype(np.float64)]:.0f} GFLOP/s
         - Ratios are peer time / filtkit time (above 1 = filtkit faster), medians of \
 interleaved runs after a warm-up and an agreement check; see the docstring of \
 benchmarks/bench_signal.py for the columns. `*` = noisy filtkit time.
-        """)
+        """)])
     lines, _ = summary(run, mem, bw, startup)
-    report = "\n".join([head, table(run.rows), "", "### Summary", "", "```",
-                        *lines, f"total run time {elapsed:.0f} s", "```", ""])
-    print(report)
-    if not cfg.quick:
-        write_results(report)
-        progress(f"wrote {RESULTS.relative_to(ROOT)}")
+    columns = ["case", "filtkit ms", *PEERS, "GB/s (%BW)", "GFLOP/s (%peak)", "err"]
+    publish("bench_signal", [head, table(columns, run.rows), ""], lines, elapsed, cfg.quick)
 
 
 if __name__ == "__main__":

@@ -560,11 +560,12 @@ def max_pool2d(x, out, argmax, k0, k1, s0, s1, p0, p1):
 
 
 @njit(parallel=PARALLEL, **_jit)
-def max_pool2d_backward(dy, argmax, dx):
+def max_pool2d_backward(dy, argmax, dx, k0, k1, s0, s1, p0, p1):
     """Route each ``dy`` to its window's ``argmax`` (overlapping windows add up).
 
     dy, argmax : (B, Ho, Wo); dx : (B, H, W), overwritten.  Each plane is one
-    parallel task, so no two threads write one element.
+    parallel task, so no two threads write one element.  The window geometry
+    is unused here (the CUDA twin gathers per input element and needs it).
     """
     nb, ho, wo = dy.shape
     zero = dx.dtype.type(0)

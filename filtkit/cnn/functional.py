@@ -61,10 +61,11 @@ def max_pool2d_forward(x, kernel, stride, padding, out_size):
     return out, argmax
 
 
-def max_pool2d_backward(dy, argmax, x_shape):
+def max_pool2d_backward(dy, argmax, x_shape, kernel, stride, padding):
     """The whole delta of each window goes to its maximum."""
     dx = np.empty(x_shape, dtype=dy.dtype)
-    cpu.max_pool2d_backward(_planes(dy), _planes(argmax), _planes(dx))
+    cpu.max_pool2d_backward(_planes(dy), _planes(argmax), _planes(dx), *kernel, *stride,
+                            *padding)
     return dx
 
 

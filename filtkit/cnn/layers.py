@@ -332,7 +332,8 @@ class MaxPool2D(_Pool2D):
         self._need_forward("_shape")
         self._check_dy(dy, self._out_shape)
         dy = np.ascontiguousarray(dy, dtype=np.dtype(np.result_type(dy.dtype, np.float32)))
-        return F.max_pool2d_backward(dy, self._argmax, self._shape)
+        return F.max_pool2d_backward(dy, self._argmax, self._shape, self.kernel_size,
+                                     self.stride, self.padding)
 
 
 class AvgPool2D(_Pool2D):

@@ -103,6 +103,12 @@ def _check_params(params):
 _BUFFER_KEY = re.compile(r"^([A-Za-z_]+)\.(\d+)$")
 
 
+def _hyperparameter(name):
+    """A read-only property giving the hyperparameter ``name`` (a key of ``_hp``)."""
+    return property(lambda self: self._hp[name],
+                    doc=f"The ``{name}`` hyperparameter (read-only; set by the constructor).")
+
+
 # ---------------------------------------------------------------- base class
 
 
@@ -400,21 +406,10 @@ class SGD(Optimizer):
             )
         return out
 
-    @property
-    def momentum(self):
-        return self._hp["momentum"]
-
-    @property
-    def dampening(self):
-        return self._hp["dampening"]
-
-    @property
-    def nesterov(self):
-        return self._hp["nesterov"]
-
-    @property
-    def weight_decay(self):
-        return self._hp["weight_decay"]
+    momentum = _hyperparameter("momentum")
+    dampening = _hyperparameter("dampening")
+    nesterov = _hyperparameter("nesterov")
+    weight_decay = _hyperparameter("weight_decay")
 
     def _update(self, i, param, grad):
         hp = self._hp
@@ -515,17 +510,9 @@ class Adam(Optimizer):
             "weight_decay": _non_negative(hp["weight_decay"], "weight_decay"),
         }
 
-    @property
-    def betas(self):
-        return self._hp["betas"]
-
-    @property
-    def eps(self):
-        return self._hp["eps"]
-
-    @property
-    def weight_decay(self):
-        return self._hp["weight_decay"]
+    betas = _hyperparameter("betas")
+    eps = _hyperparameter("eps")
+    weight_decay = _hyperparameter("weight_decay")
 
     def _check_buffers(self, step, present):
         for b, has in present.items():

@@ -1,7 +1,9 @@
-"""CPU backend functions called directly, against the shared naive references.
+"""Backend functions called directly, against the shared naive references.
 
-These bodies are written to take the backend module as a parameter, so the
-CUDA twin (same function names and arguments) can run through them too.
+Each body takes the backend as a parameter (the ``backend`` fixture): the CPU
+functions, and their CUDA twins (same names and arguments) wherever numba.cuda
+works, through :mod:`tests.backends.device`.  CI runs the CUDA half on Numba's
+simulator in its own pytest run (``NUMBA_ENABLE_CUDASIM=1``).
 """
 
 import numpy as np
@@ -9,6 +11,7 @@ import pytest
 
 from filtkit._config import BOUNDARY_CODES
 from filtkit.backends import cpu, single_threaded_blas
+from tests.backends.device import BACKENDS
 from tests.reference import (
     BOUNDARIES,
     axis_plan,
@@ -23,8 +26,6 @@ from tests.reference import (
     naive_max_pool_backward,
     np_pad,
 )
-
-BACKENDS = {"cpu": cpu}
 
 
 @pytest.fixture(params=list(BACKENDS))
@@ -258,7 +259,7 @@ def test_max_pool2d(rng, backend, dtype, data, k, s, p):
 
     dy = rng.standard_normal(out.shape).astype(dtype)
     dx = np.full(x.shape, np.nan, dtype=dtype)
-    backend.max_pool2d_backward(dy, argmax, dx)
+    backend.max_pool2d_backward(dy, argmax, dx, *k, *s, *p)
     _assert_close(dx, naive_max_pool_backward(dy, ref_arg, x.shape), dtype)
 
 
@@ -330,3 +331,43 @@ def test_pooling_matches_torch(rng, backend, dtype, data, k, s, p):
     ta = torch.nn.functional.avg_pool2d(tx, k, s, p)
     backend.avg_pool2d(planes, out, *k, *s, *p)
     _assert_close(out.reshape(ta.shape), ta.numpy(), dtype)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("slope", [0.0, 0.1])
+def test_relu_and_its_gradient(rng, backend, dtype, slope):
+    x = rng.standard_normal(1000).astype(dtype)
+    x[:3] = [0.0, np.nan, -0.0]
+    out = np.full_like(x, 7.0)
+    backend.relu(x, out, slope)
+    expected = np.where((x > 0) | np.isnan(x), x, x * dtype(slope))
+    np.testing.assert_array_equal(out, expected + 0.0)  # +0.0: ReLU gives +0, never -0
+    assert not np.signbit(out[(out == 0)]).any() or slope != 0.0
+    dy = rng.standard_normal(1000).astype(dtype)
+    dx = np.full_like(x, 7.0)
+    backend.relu_backward(x, dy, dx, slope)
+    np.testing.assert_array_equal(dx, np.where(x > 0, dy, dy * dtype(slope)))
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("weight_decay,beta1", [(0.0, 0.9), (0.01, 0.3)])
+def test_adam_update_rounds_as_numpy(rng, backend, dtype, weight_decay, beta1):
+    """The fused Adam step equals the same operations done by numpy, bit for bit."""
+    t = dtype
+    n = 777
+    theta = rng.standard_normal(n).astype(t)
+    g = (rng.standard_normal(n) * 1e-3).astype(t)
+    m = (rng.standard_normal(n) * 1e-3).astype(t)
+    v = (np.abs(rng.standard_normal(n)) * 1e-6).astype(t)
+    beta2, lr, eps, step = 0.999, 1e-3, 1e-8, 3
+    bc1, bc2 = 1 - beta1**step, 1 - beta2**step
+    gg = g + t(weight_decay) * theta if weight_decay else g
+    w1 = t(1 - beta1)
+    m_ref = m + w1 * (gg - m) if abs(w1) < 0.5 else gg - (gg - m) * (t(1) - w1)
+    v_ref = v * t(beta2) + (t(1 - beta2) * gg) * gg
+    theta_ref = theta + (t(-lr / bc1) * m_ref) / (np.sqrt(v_ref) / t(bc2**0.5) + t(eps))
+    backend.adam_update(theta, g, m, v, t(weight_decay), w1, t(beta2), t(1 - beta2),
+                        t(-lr / bc1), t(bc2**0.5), t(eps))
+    np.testing.assert_array_equal(m, m_ref)
+    np.testing.assert_array_equal(v, v_ref)
+    np.testing.assert_array_equal(theta, theta_ref)

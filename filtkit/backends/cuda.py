@@ -1,0 +1,441 @@
+"""CUDA backend functions: the ``numba.cuda`` twins of :mod:`filtkit.backends.cpu`.
+
+Every public function here has the name and the arguments of its CPU twin
+and computes the same result, on device arrays (numba device arrays or any
+object with ``__cuda_array_interface__``); it launches one or more
+``@cuda.jit`` kernels and returns when they are queued (as CUDA does).  The
+same rules as on the CPU hold: clean C-contiguous float32/float64 arrays,
+outputs already allocated, zero weights skipped (so NaN reaches the same
+outputs), boundary modes as integer codes.
+
+This first version computes one output element per thread, with the
+boundary handled by the CPU's own index map (:func:`cpu._map_index`,
+compiled for the device); gradients are gathered per element, so no two
+threads ever write one value and nothing needs atomics.  Shared-memory
+tiling and a GEMM for the convolution layers come next.
+
+``numba.cuda`` comes from the ``numba-cuda`` package (extra ``cuda``).  With
+``NUMBA_ENABLE_CUDASIM=1`` set before it is imported, the kernels run on
+Numba's CUDA simulator (slow: test on small arrays).
+"""
+
+import math
+
+from numba import cuda
+
+from . import cpu
+
+_map_index = cuda.jit(device=True, inline=True)(cpu._map_index.py_func)
+
+THREADS_1D = 256
+THREADS_2D = (16, 16)
+
+
+def _grid1(n):
+    return (max(1, math.ceil(n / THREADS_1D)),), (THREADS_1D,)
+
+
+def _grid3(nb, ho, wo):
+    tx, ty = THREADS_2D
+    return (max(1, math.ceil(wo / tx)), max(1, math.ceil(ho / ty)), max(1, nb)), (tx, ty, 1)
+
+
+# -- boundary handling shared with the CPU -------------------------------------------------
+def boundary_index(n, lo, hi, mode):
+    """Source indices of the extended axis (host side, as the CPU twin)."""
+    return cpu.boundary_index(n, lo, hi, mode)
+
+
+# -- 2-D correlation -------------------------------------------------------------------------
+@cuda.jit
+def _correlate2d_kernel(x, w, out, off0, off1, s0, s1, d0, d1, mode, cval):
+    j, i, b = cuda.grid(3)
+    nb, h, wdt = x.shape
+    if b >= nb or i >= out.shape[1] or j >= out.shape[2]:
+        return
+    acc = out.dtype.type(0)
+    cv = out.dtype.type(cval)
+    for m in range(w.shape[0]):
+        r = _map_index(i * s0 + m * d0 - off0, h, mode)
+        for k in range(w.shape[1]):
+            wk = w[m, k]
+            if wk == 0:
+                continue
+            c = _map_index(j * s1 + k * d1 - off1, wdt, mode)
+            acc += wk * (cv if r < 0 or c < 0 else x[b, r, c])
+    out[b, i, j] = acc
+
+
+def correlate2d(x, w, out, off0, off1, s0, s1, d0, d1, mode, cval):
+    """Batched 2-D cross-correlation with boundary handling (see the CPU twin)."""
+    blocks, threads = _grid3(*out.shape)
+    _correlate2d_kernel[blocks, threads](x, w, out, off0, off1, s0, s1, d0, d1, mode, cval)
+
+
+@cuda.jit
+def _column_pass_kernel(x, col, tmp, off0, s0, d0, mode, cval):
+    """tmp[b, i, c] = sum_m col[m] * X[b, i*s0 + m*d0 - off0, c] (every source column)."""
+    c, i, b = cuda.grid(3)
+    nb, h, wdt = x.shape
+    if b >= nb or i >= tmp.shape[1] or c >= wdt:
+        return
+    acc = tmp.dtype.type(0)
+    cv = tmp.dtype.type(cval)
+    for m in range(col.shape[0]):
+        wm = col[m]
+        if wm == 0:
+            continue
+        r = _map_index(i * s0 + m * d0 - off0, h, mode)
+        acc += wm * (cv if r < 0 else x[b, r, c])
+    tmp[b, i, c] = acc
+
+
+@cuda.jit
+def _row_pass_kernel(tmp, row, col, out, off1, s1, d1, mode, cval):
+    """out[b, i, j] = sum_k row[k] * T[b, i, j*s1 + k*d1 - off1]; beyond T's columns
+    (constant mode) T reads ``cval * sum(col)``, what the 2-D kernel sees there."""
+    j, i, b = cuda.grid(3)
+    nb, ho, wdt = tmp.shape
+    if b >= nb or i >= ho or j >= out.shape[2]:
+        return
+    edge = out.dtype.type(0)
+    for m in range(col.shape[0]):
+        edge += col[m]
+    edge *= out.dtype.type(cval)
+    acc = out.dtype.type(0)
+    for k in range(row.shape[0]):
+        wk = row[k]
+        if wk == 0:
+            continue
+        c = _map_index(j * s1 + k * d1 - off1, wdt, mode)
+        acc += wk * (edge if c < 0 else tmp[b, i, c])
+    out[b, i, j] = acc
+
+
+def separable2d(x, col, row, out, off0, off1, s0, s1, d0, d1, mode, cval):
+    """``correlate2d`` with the rank-1 kernel ``outer(col, row)`` as a column pass
+    and a row pass (see the CPU twin); one temporary of (B, Ho, W)."""
+    nb, ho, wo = out.shape
+    tmp = cuda.device_array((nb, ho, x.shape[2]), dtype=out.dtype)
+    blocks, threads = _grid3(nb, ho, x.shape[2])
+    _column_pass_kernel[blocks, threads](x, col, tmp, off0, s0, d0, mode, cval)
+    blocks, threads = _grid3(nb, ho, wo)
+    _row_pass_kernel[blocks, threads](tmp, row, col, out, off1, s1, d1, mode, cval)
+
+
+@cuda.jit
+def _magnitude_kernel(g0, g1, out, scale):
+    j, i, b = cuda.grid(3)
+    if b >= out.shape[0] or i >= out.shape[1] or j >= out.shape[2]:
+        return
+    a = g0[b, i, j]
+    c = g1[b, i, j]
+    out[b, i, j] = math.sqrt(a * a + c * c) / scale
+
+
+def gradient_magnitude2d(x, edge, smooth, out, mode, cval):
+    """scikit-image's edge magnitude (see the CPU twin): two separable passes."""
+    off = edge.shape[0] // 2
+    g0 = cuda.device_array(out.shape, dtype=out.dtype)
+    g1 = cuda.device_array(out.shape, dtype=out.dtype)
+    separable2d(x, edge, smooth, g0, off, off, 1, 1, 1, 1, mode, cval)
+    separable2d(x, smooth, edge, g1, off, off, 1, 1, 1, 1, mode, cval)
+    blocks, threads = _grid3(*out.shape)
+    _magnitude_kernel[blocks, threads](g0, g1, out, out.dtype.type(math.sqrt(2.0)))
+
+
+# -- pooling -------------------------------------------------------------------------------
+@cuda.jit
+def _max_pool_kernel(x, out, argmax, k0, k1, s0, s1, p0, p1):
+    j, i, b = cuda.grid(3)
+    nb, h, w = x.shape
+    if b >= nb or i >= out.shape[1] or j >= out.shape[2]:
+        return
+    r0, r1 = max(i * s0 - p0, 0), min(i * s0 - p0 + k0, h)
+    c0, c1 = max(j * s1 - p1, 0), min(j * s1 - p1 + k1, w)
+    best = -math.inf
+    at = r0 * w + c0
+    for r in range(r0, r1):
+        for c in range(c0, c1):
+            v = x[b, r, c]
+            if v > best or v != v:
+                best = v
+                at = r * w + c
+    out[b, i, j] = best
+    argmax[b, i, j] = at
+
+
+def max_pool2d(x, out, argmax, k0, k1, s0, s1, p0, p1):
+    """Max pooling with torch's first-maximum / NaN rule (see the CPU twin)."""
+    blocks, threads = _grid3(*out.shape)
+    _max_pool_kernel[blocks, threads](x, out, argmax, k0, k1, s0, s1, p0, p1)
+
+
+@cuda.jit
+def _max_pool_backward_kernel(dy, argmax, dx, k0, k1, s0, s1, p0, p1):
+    """dx[b, r, c] = sum of dy over the windows whose argmax is (r, c): a gather."""
+    c, r, b = cuda.grid(3)
+    nb, h, w = dx.shape
+    if b >= nb or r >= h or c >= w:
+        return
+    ho, wo = dy.shape[1], dy.shape[2]
+    flat = r * w + c
+    # windows i with i*s0 - p0 <= r < i*s0 - p0 + k0
+    ilo = max(0, (r + p0 - k0) // s0 + 1)
+    ihi = min(ho - 1, (r + p0) // s0)
+    jlo = max(0, (c + p1 - k1) // s1 + 1)
+    jhi = min(wo - 1, (c + p1) // s1)
+    acc = dx.dtype.type(0)
+    for i in range(ilo, ihi + 1):
+        for j in range(jlo, jhi + 1):
+            if argmax[b, i, j] == flat:
+                acc += dy[b, i, j]
+    dx[b, r, c] = acc
+
+
+def max_pool2d_backward(dy, argmax, dx, k0, k1, s0, s1, p0, p1):
+    """Route each ``dy`` to its window's ``argmax`` (see the CPU twin; the window
+    geometry is needed here to gather instead of scatter)."""
+    blocks, threads = _grid3(*dx.shape)
+    _max_pool_backward_kernel[blocks, threads](dy, argmax, dx, k0, k1, s0, s1, p0, p1)
+
+
+@cuda.jit
+def _avg_pool_kernel(x, out, k0, k1, s0, s1, p0, p1):
+    j, i, b = cuda.grid(3)
+    nb, h, w = x.shape
+    if b >= nb or i >= out.shape[1] or j >= out.shape[2]:
+        return
+    r0, r1 = max(i * s0 - p0, 0), min(i * s0 - p0 + k0, h)
+    c0, c1 = max(j * s1 - p1, 0), min(j * s1 - p1 + k1, w)
+    acc = 0.0  # float64, as the CPU twin and torch's CPU kernel
+    for r in range(r0, r1):
+        for c in range(c0, c1):
+            acc += x[b, r, c]
+    out[b, i, j] = acc / (k0 * k1)
+
+
+def avg_pool2d(x, out, k0, k1, s0, s1, p0, p1):
+    """Mean pooling, zero padding counted in the mean (see the CPU twin)."""
+    blocks, threads = _grid3(*out.shape)
+    _avg_pool_kernel[blocks, threads](x, out, k0, k1, s0, s1, p0, p1)
+
+
+@cuda.jit
+def _avg_pool_backward_kernel(dy, dx, k0, k1, s0, s1, p0, p1):
+    c, r, b = cuda.grid(3)
+    nb, h, w = dx.shape
+    if b >= nb or r >= h or c >= w:
+        return
+    ho, wo = dy.shape[1], dy.shape[2]
+    ilo = max(0, (r + p0 - k0) // s0 + 1)
+    ihi = min(ho - 1, (r + p0) // s0)
+    jlo = max(0, (c + p1 - k1) // s1 + 1)
+    jhi = min(wo - 1, (c + p1) // s1)
+    area = dx.dtype.type(k0 * k1)
+    acc = dx.dtype.type(0)
+    for i in range(ilo, ihi + 1):
+        for j in range(jlo, jhi + 1):
+            acc += dy[b, i, j] / area
+    dx[b, r, c] = acc
+
+
+def avg_pool2d_backward(dy, dx, k0, k1, s0, s1, p0, p1):
+    """Spread each ``dy / (k0*k1)`` over its window (see the CPU twin)."""
+    blocks, threads = _grid3(*dx.shape)
+    _avg_pool_backward_kernel[blocks, threads](dy, dx, k0, k1, s0, s1, p0, p1)
+
+
+# -- convolution layers --------------------------------------------------------------------
+@cuda.jit
+def _conv2d_kernel(x, w, b, out, s0, s1, p0, p1, d0, d1):
+    j, i, t = cuda.grid(3)
+    nb, nc, h, wdt = x.shape
+    no, _, kh, kw = w.shape
+    if t >= nb * no or i >= out.shape[2] or j >= out.shape[3]:
+        return
+    n = t // no
+    o = t - n * no
+    acc = out.dtype.type(0)
+    for c in range(nc):
+        for m in range(kh):
+            r = i * s0 + m * d0 - p0
+            if r < 0 or r >= h:
+                continue
+            for k in range(kw):
+                q = j * s1 + k * d1 - p1
+                if 0 <= q < wdt:
+                    acc += w[o, c, m, k] * x[n, c, r, q]
+    out[n, o, i, j] = acc + b[o]
+
+
+def conv2d(x, w, b, out, s0, s1, p0, p1, d0, d1):
+    """Batched multi-channel correlation plus bias (see the CPU twin)."""
+    nb, no, ho, wo = out.shape
+    blocks, threads = _grid3(nb * no, ho, wo)
+    _conv2d_kernel[blocks, threads](x, w, b, out, s0, s1, p0, p1, d0, d1)
+
+
+@cuda.jit
+def _conv2d_grad_input_kernel(dy, w, dx, s0, s1, p0, p1, d0, d1):
+    """dx[n, c, r, q]: every (o, m, k) whose output position lands on a whole
+    stride step, gathered (the full correlation with the rotated kernel)."""
+    q, r, t = cuda.grid(3)
+    nb, nc, h, wdt = dx.shape
+    no, _, kh, kw = w.shape
+    ho, wo = dy.shape[2], dy.shape[3]
+    if t >= nb * nc or r >= h or q >= wdt:
+        return
+    n = t // nc
+    c = t - n * nc
+    acc = dx.dtype.type(0)
+    for m in range(kh):
+        a = r + p0 - m * d0
+        if a < 0 or a % s0 != 0:
+            continue
+        i = a // s0
+        if i >= ho:
+            continue
+        for k in range(kw):
+            e = q + p1 - k * d1
+            if e < 0 or e % s1 != 0:
+                continue
+            j = e // s1
+            if j >= wo:
+                continue
+            for o in range(no):
+                acc += w[o, c, m, k] * dy[n, o, i, j]
+    dx[n, c, r, q] = acc
+
+
+def conv2d_grad_input(dy, w, dx, s0, s1, p0, p1, d0, d1):
+    """Gradient of :func:`conv2d` with respect to ``x`` (see the CPU twin)."""
+    nb, nc, h, wdt = dx.shape
+    blocks, threads = _grid3(nb * nc, h, wdt)
+    _conv2d_grad_input_kernel[blocks, threads](dy, w, dx, s0, s1, p0, p1, d0, d1)
+
+
+@cuda.jit
+def _conv2d_grad_weight_kernel(x, dy, dw, s0, s1, p0, p1, d0, d1):
+    """dw[o, c, m, k] = sum over n, i, j: one thread per weight, a private sum."""
+    idx = cuda.grid(1)
+    no, nc, kh, kw = dw.shape
+    if idx >= no * nc * kh * kw:
+        return
+    k = idx % kw
+    m = (idx // kw) % kh
+    c = (idx // (kw * kh)) % nc
+    o = idx // (kw * kh * nc)
+    nb, _, h, wdt = x.shape
+    ho, wo = dy.shape[2], dy.shape[3]
+    acc = dw.dtype.type(0)
+    for n in range(nb):
+        for i in range(ho):
+            r = i * s0 + m * d0 - p0
+            if r < 0 or r >= h:
+                continue
+            for j in range(wo):
+                q = j * s1 + k * d1 - p1
+                if 0 <= q < wdt:
+                    acc += dy[n, o, i, j] * x[n, c, r, q]
+    dw[o, c, m, k] = acc
+
+
+@cuda.jit
+def _bias_grad_kernel(dy, db):
+    o = cuda.grid(1)
+    if o >= db.shape[0]:
+        return
+    acc = db.dtype.type(0)
+    for n in range(dy.shape[0]):
+        for i in range(dy.shape[2]):
+            for j in range(dy.shape[3]):
+                acc += dy[n, o, i, j]
+    db[o] = acc
+
+
+def conv2d_grad_weight(x, dy, dw, db, s0, s1, p0, p1, d0, d1, nchunks):
+    """Gradients of :func:`conv2d` for ``w`` and ``b`` (see the CPU twin; ``nchunks``
+    is accepted for the same signature: each weight is one thread's own sum)."""
+    blocks, threads = _grid1(dw.size)
+    _conv2d_grad_weight_kernel[blocks, threads](x, dy, dw, s0, s1, p0, p1, d0, d1)
+    blocks, threads = _grid1(db.shape[0])
+    _bias_grad_kernel[blocks, threads](dy, db)
+
+
+# -- element-wise ----------------------------------------------------------------------------
+@cuda.jit
+def _relu_kernel(x, out, slope):
+    i = cuda.grid(1)
+    if i < x.shape[0]:
+        v = x[i]
+        s = out.dtype.type(slope)
+        zero = out.dtype.type(0)
+        out[i] = v if v > zero or v != v else (v * s if s != zero else zero)
+
+
+def relu(x, out, slope):
+    """out = x where x > 0 (or NaN), else slope * x (see the CPU twin)."""
+    blocks, threads = _grid1(x.shape[0])
+    _relu_kernel[blocks, threads](x, out, slope)
+
+
+@cuda.jit
+def _relu_backward_kernel(x, dy, dx, slope):
+    i = cuda.grid(1)
+    if i < x.shape[0]:
+        g = dy[i]
+        dx[i] = g if x[i] > 0 else g * dx.dtype.type(slope)
+
+
+def relu_backward(x, dy, dx, slope):
+    """dx = dy where x > 0, else slope * dy (see the CPU twin)."""
+    blocks, threads = _grid1(x.shape[0])
+    _relu_backward_kernel[blocks, threads](x, dy, dx, slope)
+
+
+@cuda.jit
+def _adam_kernel(theta, g, m, v, weight_decay, w1, beta2, one_minus_beta2, neg_step_size,
+                 sqrt_bc2, eps):
+    i = cuda.grid(1)
+    if i >= theta.shape[0]:
+        return
+    gi = g[i]
+    if weight_decay != 0:
+        gi = gi + weight_decay * theta[i]
+    mi = m[i]
+    if abs(w1) < 0.5:
+        mi = mi + w1 * (gi - mi)
+    else:
+        mi = gi - (gi - mi) * (1 - w1)
+    m[i] = mi
+    vi = v[i] * beta2
+    vi = vi + (one_minus_beta2 * gi) * gi
+    v[i] = vi
+    d = math.sqrt(vi) / sqrt_bc2 + eps
+    theta[i] = theta[i] + (neg_step_size * mi) / d
+
+
+def adam_update(theta, g, m, v, weight_decay, w1, beta2, one_minus_beta2, neg_step_size,
+                sqrt_bc2, eps):
+    """One Adam step on flat device arrays, in place (see the CPU twin)."""
+    blocks, threads = _grid1(theta.shape[0])
+    _adam_kernel[blocks, threads](theta, g, m, v, weight_decay, w1, beta2, one_minus_beta2,
+                                  neg_step_size, sqrt_bc2, eps)
+
+
+@cuda.jit
+def _extend2d_kernel(x, out, idx0, idx1, cval):
+    c, a, b = cuda.grid(3)
+    if b >= x.shape[0] or a >= idx0.shape[0] or c >= idx1.shape[0]:
+        return
+    r = idx0[a]
+    k = idx1[c]
+    out[b, a, c] = out.dtype.type(cval) if r < 0 or k < 0 else x[b, r, k]
+
+
+def extend2d(x, out, idx0, idx1, cval):
+    """out[b, a, c] = x[b, idx0[a], idx1[c]], or cval where an index is -1 (see the
+    CPU twin): the boundary-extended image for the FFT path."""
+    blocks, threads = _grid3(x.shape[0], idx0.shape[0], idx1.shape[0])
+    _extend2d_kernel[blocks, threads](x, out, idx0, idx1, cval)
