@@ -21,7 +21,9 @@ Numba's CUDA simulator (slow: test on small arrays).
 
 import math
 
+import numpy as np
 from numba import cuda
+from numba.np.numpy_support import from_dtype as numba_dtype
 
 from . import cpu
 
@@ -66,10 +68,85 @@ def _correlate2d_kernel(x, w, out, off0, off1, s0, s1, d0, d1, mode, cval):
     out[b, i, j] = acc
 
 
+TILE_W, TILE_ROWS_PER_THREAD, TILE_THREADS_Y = 32, 4, 8
+TILE_H = TILE_ROWS_PER_THREAD * TILE_THREADS_Y
+SHARED_LIMIT = 48 * 1024  # bytes of dynamic shared memory every CUDA device allows
+
+
+def _make_tiled_correlate2d(dtype):
+    """The tiled kernel for one dtype (a shared array's dtype is fixed at compile time)."""
+
+    @cuda.jit
+    def kernel(x, w, out, off0, off1, s0, s1, d0, d1, mode, cval, rows_in, cols_in):
+        # one block: a TILE_H x TILE_W output tile; its input window (halo included,
+        # already mapped through the boundary mode) and the kernel go to shared memory
+        sm = cuda.shared.array(0, dtype=dtype)
+        b = cuda.blockIdx.z
+        i0 = cuda.blockIdx.y * TILE_H
+        j0 = cuda.blockIdx.x * TILE_W
+        kh, kw = w.shape
+        h, wdt = x.shape[1], x.shape[2]
+        ntile = rows_in * cols_in
+        nthreads = cuda.blockDim.x * cuda.blockDim.y
+        tid = cuda.threadIdx.y * cuda.blockDim.x + cuda.threadIdx.x
+        for q in range(tid, kh * kw, nthreads):
+            sm[ntile + q] = w[q // kw, q % kw]
+        cv = out.dtype.type(cval)
+        r_base = i0 * s0 - off0
+        c_base = j0 * s1 - off1
+        for q in range(tid, ntile, nthreads):
+            a = q // cols_in
+            r = _map_index(r_base + a, h, mode)
+            c = _map_index(c_base + q - a * cols_in, wdt, mode)
+            sm[q] = cv if r < 0 or c < 0 else x[b, r, c]
+        cuda.syncthreads()
+        tx = cuda.threadIdx.x
+        j = j0 + tx
+        if j >= out.shape[2]:
+            return
+        for rr in range(TILE_ROWS_PER_THREAD):
+            il = cuda.threadIdx.y + rr * TILE_THREADS_Y
+            i = i0 + il
+            if i < out.shape[1]:
+                acc = out.dtype.type(0)
+                for m in range(kh):
+                    base = (il * s0 + m * d0) * cols_in + tx * s1
+                    for k in range(kw):
+                        wk = sm[ntile + m * kw + k]
+                        if wk != 0:
+                            acc += wk * sm[base + k * d1]
+                out[b, i, j] = acc
+
+    return kernel
+
+
+_TILED = {}
+
+
 def correlate2d(x, w, out, off0, off1, s0, s1, d0, d1, mode, cval):
-    """Batched 2-D cross-correlation with boundary handling (see the CPU twin)."""
-    blocks, threads = _grid3(*out.shape)
-    _correlate2d_kernel[blocks, threads](x, w, out, off0, off1, s0, s1, d0, d1, mode, cval)
+    """Batched 2-D cross-correlation with boundary handling (see the CPU twin).
+
+    Shared-memory tiles of 32x32 outputs, each thread four of them: the input
+    window with its halo is read once per block, already mapped through the
+    boundary mode, and the kernel sits beside it.  Windows beyond 48 KiB
+    (large strides or dilations) fall back to one output per thread.
+    """
+    nb, ho, wo = out.shape
+    kh, kw = w.shape
+    rows_in = (TILE_H - 1) * s0 + (kh - 1) * d0 + 1
+    cols_in = (TILE_W - 1) * s1 + (kw - 1) * d1 + 1
+    dtype = np.dtype(out.dtype)
+    shared = (rows_in * cols_in + kh * kw) * dtype.itemsize
+    if shared > SHARED_LIMIT:
+        blocks, threads = _grid3(nb, ho, wo)
+        _correlate2d_kernel[blocks, threads](x, w, out, off0, off1, s0, s1, d0, d1, mode,
+                                             cval)
+        return
+    if dtype not in _TILED:
+        _TILED[dtype] = _make_tiled_correlate2d(numba_dtype(dtype))
+    blocks = (math.ceil(wo / TILE_W), math.ceil(ho / TILE_H), nb)
+    _TILED[dtype][blocks, (TILE_W, TILE_THREADS_Y, 1), 0, shared](
+        x, w, out, off0, off1, s0, s1, d0, d1, mode, cval, rows_in, cols_in)
 
 
 @cuda.jit
