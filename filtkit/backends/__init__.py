@@ -21,6 +21,44 @@ def argmax_dtype(shape):
     return np.dtype(np.int32)
 
 
+def is_device_array(x):
+    """True for GPU arrays: numba device arrays, CuPy arrays, CUDA torch tensors, ... (any
+    object exposing ``__cuda_array_interface__``), and the device arrays of Numba's CUDA
+    simulator (which expose none); numpy arrays are host arrays."""
+    if isinstance(x, np.ndarray):
+        return False
+    return hasattr(x, "__cuda_array_interface__") or type(x).__name__ == "FakeCUDAArray"
+
+
+def as_device_array(x):
+    """A numba device-array view of the GPU array ``x`` (no copy)."""
+    from numba import cuda
+
+    if type(x).__name__ == "FakeCUDAArray":  # the simulator's own arrays
+        return x
+    return cuda.as_cuda_array(x)
+
+
+def cuda_backend():
+    """The CUDA twin module, or a RuntimeError that says what is missing.
+
+    Importing filtkit never needs CUDA: this is only called when a GPU array
+    arrives or ``device="cuda"`` is asked for.
+    """
+    try:
+        from numba import cuda
+    except ImportError as exc:  # pragma: no cover - numba-cuda missing
+        raise RuntimeError(
+            "`device` 'cuda' needs the numba-cuda package (pip install 'filtkit[cuda]'): "
+            f"{exc}") from None
+    if not cuda.is_available():
+        raise RuntimeError("`device` 'cuda' needs an NVIDIA GPU with a working driver (or "
+                           "Numba's simulator, NUMBA_ENABLE_CUDASIM=1); none was found")
+    from . import cuda as cuda_module
+
+    return cuda_module
+
+
 def num_threads():
     """The number of threads Numba's parallel loops use."""
     import numba
@@ -64,4 +102,7 @@ def _initialise_numba():
 
 _initialise_numba()
 
-__all__ = ["argmax_dtype", "cpu", "num_threads", "single_threaded_blas"]
+__all__ = [
+    "argmax_dtype", "as_device_array", "cpu", "cuda_backend", "is_device_array", "num_threads",
+    "single_threaded_blas",
+]

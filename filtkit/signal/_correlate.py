@@ -14,7 +14,7 @@ from .._validate import (
     check_out,
     float_dtype,
 )
-from ..backends import cpu, single_threaded_blas
+from ..backends import cpu, is_device_array, single_threaded_blas
 
 METHODS = ("auto", "direct", "separable", "fft")
 
@@ -36,8 +36,8 @@ def _axis_plan(n, k, mode, stride, dilation):
     return off, (length - 1) // stride + 1
 
 
-def _prepare(x, kernel, mode, boundary, cval, stride, dilation, channel_axis):
-    x = check_array(x, "x", ndims=(1, 2, 3))
+def _check(x, kernel, mode, boundary, cval, stride, dilation, channel_axis):
+    """Every check of the arguments, from ``x``'s shape alone (no copy of ``x``)."""
     kernel = check_array(kernel, "kernel", ndims=(1, 2, 3))
     check_choice(mode, "mode", MODES)
     code, cval = check_boundary(boundary, cval)
@@ -61,11 +61,8 @@ def _prepare(x, kernel, mode, boundary, cval, stride, dilation, channel_axis):
     nd = kernel.ndim
     stride = check_int_tuple(stride, "stride", nd)
     dilation = check_int_tuple(dilation, "dilation", nd)
-    dtype = float_dtype(x.dtype)
-    xf = as_float(x)
-    if channel_axis is not None:
-        xf = np.ascontiguousarray(np.moveaxis(xf, channel_axis, 0))
-    spatial = xf.shape[-nd:]
+    spatial = x.shape[-nd:] if channel_axis is None else tuple(
+        n for a, n in enumerate(x.shape) if a != channel_axis)[-nd:]
     if mode == "valid":
         for n, k, d in zip(spatial, kernel.shape, dilation):
             if d * (k - 1) + 1 > n:
@@ -73,7 +70,17 @@ def _prepare(x, kernel, mode, boundary, cval, stride, dilation, channel_axis):
                     f"`kernel` (shape {kernel.shape}, dilation {dilation}) must not be "
                     f"larger than `x` (spatial shape {spatial}) in 'valid' mode"
                 )
-    return xf, kernel, dtype, code, cval, stride, dilation, channel_axis
+    return kernel, code, cval, stride, dilation, channel_axis
+
+
+def _prepare(x, kernel, mode, boundary, cval, stride, dilation, channel_axis):
+    x = check_array(x, "x", ndims=(1, 2, 3))
+    kernel, code, cval, stride, dilation, channel_axis = _check(
+        x, kernel, mode, boundary, cval, stride, dilation, channel_axis)
+    xf = as_float(x)
+    if channel_axis is not None:
+        xf = np.ascontiguousarray(np.moveaxis(xf, channel_axis, 0))
+    return xf, kernel, float_dtype(x.dtype), code, cval, stride, dilation, channel_axis
 
 
 def _rank1_factors(w, dtype):
@@ -97,9 +104,10 @@ def _choose_method(method, w, xf):
     """Resolve ``method`` to 'direct', 'separable' or 'fft' (and factors).
 
     'auto' only takes the FFT path for finite input: a NaN or infinity would
-    spread to every output through the transform.
+    spread to every output through the transform.  ``xf`` None (a GPU array):
+    never the FFT.
     """
-    factors = _rank1_factors(w, xf.dtype) if method in ("auto", "separable") else None
+    factors = _rank1_factors(w, w.dtype) if method in ("auto", "separable") else None
     if method == "separable" and factors is None:
         raise ValueError(
             f"`method` 'separable' needs a rank-1 2-D kernel, got shape {w.shape} "
@@ -112,7 +120,7 @@ def _choose_method(method, w, xf):
     if factors is not None:
         return "separable", factors
     large = w.size >= (_config.FFT_MIN_TAPS_2D if w.ndim == 2 else _config.FFT_MIN_TAPS_1D)
-    if w.ndim < 3 and large and np.isfinite(xf).all():
+    if xf is not None and w.ndim < 3 and large and np.isfinite(xf).all():
         return "fft", None
     return "direct", None
 
@@ -224,8 +232,15 @@ def _run(xf, w, mode, code, cval, stride, dilation, channel_axis, method, x, ker
 
 
 def _correlate(x, kernel, flip, mode, boundary, cval, stride, dilation, channel_axis,
-               method, out):
+               method, out, device=None):
     check_choice(method, "method", METHODS)
+    if device is not None:
+        check_choice(device, "device", ("cpu", "cuda"))
+    if is_device_array(x) or device == "cuda":
+        from ._gpu import correlate_gpu
+
+        return correlate_gpu(x, kernel, flip, mode, boundary, cval, stride, dilation,
+                             channel_axis, method, out, device)
     xf, kernel, dtype, code, cval, stride, dilation, channel_axis = _prepare(
         x, kernel, mode, boundary, cval, stride, dilation, channel_axis
     )
@@ -280,7 +295,15 @@ _PARAMS_DOC = """
         Array of the result's shape and dtype to write into (C-contiguous,
         not overlapping ``x``); checked before any work, and returned.
         Reusing it across calls avoids allocating (and page-faulting) a
-        fresh output each time.
+        fresh output each time.  (CPU only.)
+    device : {None, 'cpu', 'cuda'}
+        Where to compute.  None: where ``x`` lives; a GPU array (numba device
+        array, CuPy array, CUDA torch tensor: anything with
+        ``__cuda_array_interface__``) runs on the GPU and returns a numba device
+        array.  'cuda' with a numpy ``x`` runs on the GPU and returns numpy.
+        On the GPU: methods 'auto' (never the FFT), 'direct' and 'separable';
+        ``channel_axis`` None or 0 for GPU arrays; 3-D kernels only over the
+        whole depth with unit depth stride and dilation.
 
     Returns
     -------
@@ -308,9 +331,11 @@ def correlate(
     channel_axis=None,
     method="auto",
     out=None,
+    device=None,
 ):
     return _correlate(
-        x, kernel, False, mode, boundary, cval, stride, dilation, channel_axis, method, out
+        x, kernel, False, mode, boundary, cval, stride, dilation, channel_axis, method, out,
+        device,
     )
 
 
@@ -326,9 +351,11 @@ def convolve(
     channel_axis=None,
     method="auto",
     out=None,
+    device=None,
 ):
     return _correlate(
-        x, kernel, True, mode, boundary, cval, stride, dilation, channel_axis, method, out
+        x, kernel, True, mode, boundary, cval, stride, dilation, channel_axis, method, out,
+        device,
     )
 
 

@@ -1,0 +1,108 @@
+"""``correlate`` / ``convolve`` on the GPU: the same checks and plans, the CUDA twins.
+
+Reached from :func:`filtkit.signal.correlate` when ``x`` is a GPU array or
+``device="cuda"``; every argument is checked exactly as on the CPU (from
+``x``'s shape and dtype, without copying it) before anything runs.
+"""
+
+import numpy as np
+
+from .._validate import as_float, check_array
+from ..backends import as_device_array, cuda_backend, is_device_array
+from ._correlate import _axis_plan, _check, _choose_method, _prepare
+
+FLOATS = (np.dtype(np.float32), np.dtype(np.float64))
+
+
+def _device_input(x, kernel, mode, boundary, cval, stride, dilation, channel_axis):
+    """Check a GPU ``x`` (a numba view of it, no copy) and the other arguments."""
+    xd = as_device_array(x)
+    if xd.ndim not in (1, 2, 3):
+        raise ValueError(f"`x` must be 1-, 2- or 3-dimensional, got shape {xd.shape}")
+    if np.dtype(xd.dtype) not in FLOATS:
+        raise TypeError(f"`x` on the GPU must be float32 or float64, got {xd.dtype} "
+                        f"(convert it on the device first)")
+    if not xd.is_c_contiguous():
+        raise ValueError("`x` on the GPU must be C-contiguous")
+    if xd.size == 0:
+        raise ValueError(f"`x` must not be empty, got shape {xd.shape}")
+    if channel_axis is not None and channel_axis not in (0, -xd.ndim):
+        raise ValueError(f"`channel_axis` must be 0 or None for a GPU array (channels "
+                         f"first), got {channel_axis!r}")
+    # a zero-strided stand-in with x's shape and dtype: the checks read nothing else
+    proxy = np.lib.stride_tricks.as_strided(np.zeros(1, xd.dtype), xd.shape, (0,) * xd.ndim)
+    checked = _check(check_array(proxy, "x", ndims=(1, 2, 3)), kernel, mode, boundary, cval,
+                     stride, dilation, channel_axis)
+    return (xd, np.dtype(xd.dtype)) + checked
+
+
+def correlate_gpu(x, kernel, flip, mode, boundary, cval, stride, dilation, channel_axis,
+                  method, out, device):
+    """:func:`filtkit.signal.correlate` on the CUDA backend (see its ``device``)."""
+    from numba import cuda
+
+    on_device = is_device_array(x)
+    if on_device and device == "cpu":
+        raise ValueError("`device` 'cpu' needs a host `x`; copy the GPU array to the host "
+                         "first (e.g. `.copy_to_host()`)")
+    if method == "fft":
+        raise ValueError("`method` 'fft' runs on the CPU only; use 'auto', 'direct' or "
+                         "'separable' on the GPU")
+    if out is not None:
+        raise ValueError("`out` is supported on the CPU only")
+    bk = cuda_backend()
+    if on_device:
+        xd, dtype, kernel, code, cval, stride, dilation, channel_axis = _device_input(
+            x, kernel, mode, boundary, cval, stride, dilation, channel_axis)
+        shape_in = tuple(int(n) for n in xd.shape)
+    else:
+        xf, kernel, dtype, code, cval, stride, dilation, channel_axis = _prepare(
+            x, kernel, mode, boundary, cval, stride, dilation, channel_axis)
+        xd = cuda.to_device(xf)
+        shape_in = xf.shape
+    w = as_float(kernel, dtype=dtype)
+    if flip:
+        w = np.ascontiguousarray(w[(slice(None, None, -1),) * w.ndim])
+    nd = w.ndim
+    method, factors = _choose_method(method, w, None)
+    plans = [(*_axis_plan(n, k, mode, s, d), s, d)
+             for n, k, s, d in zip(shape_in[-nd:], w.shape, stride, dilation)]
+    spatial = tuple(p[1] for p in plans)
+    lead = shape_in[: len(shape_in) - nd]
+    if nd == 3:
+        result = _depth_sum(bk, xd, w, spatial, stride, dilation)
+    else:
+        batch = shape_in[0] if channel_axis is not None else 1
+        x3 = xd.reshape(batch, int(np.prod(shape_in)) // (batch * shape_in[-1]), shape_in[-1])
+        if nd == 1:
+            plans.insert(0, (0, 1, 1, 1))
+        (off0, n0, s0, d0), (off1, n1, s1, d1) = plans
+        dest = cuda.device_array((batch, n0, n1), dtype=w.dtype)
+        if method == "separable":
+            col, row = (cuda.to_device(np.ascontiguousarray(f, dtype=w.dtype)) for f in factors)
+            bk.separable2d(x3, col, row, dest, off0, off1, s0, s1, d0, d1, code, cval)
+        else:
+            bk.correlate2d(x3, cuda.to_device(w.reshape(-1, w.shape[-1])), dest, off0, off1,
+                           s0, s1, d0, d1, code, cval)
+        result = dest.reshape(lead + spatial)
+    if on_device:
+        return result
+    host = result.copy_to_host()
+    if channel_axis is not None:
+        host = np.ascontiguousarray(np.moveaxis(host, 0, channel_axis))
+    return host
+
+
+def _depth_sum(bk, xd, w, spatial, stride, dilation):
+    """The seed's depth sum on the GPU: the whole depth, as the conv2d twin's one sample."""
+    from numba import cuda
+
+    if spatial[0] != 1 or stride[0] != 1 or dilation[0] != 1 or w.shape[0] != xd.shape[0]:
+        raise ValueError("a 3-D kernel on the GPU must span the whole depth of `x` with depth "
+                         f"stride and dilation 1, got kernel {w.shape} for x {xd.shape}, "
+                         f"stride {stride}, dilation {dilation}")
+    res = cuda.device_array((1, 1) + spatial[1:], dtype=w.dtype)
+    bk.conv2d(xd.reshape((1,) + xd.shape), cuda.to_device(np.ascontiguousarray(w[None])),
+              cuda.to_device(np.zeros(1, w.dtype)), res, stride[1], stride[2], 0, 0,
+              dilation[1], dilation[2])
+    return res.reshape(spatial)
