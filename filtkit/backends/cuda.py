@@ -87,18 +87,18 @@ def _make_tiled_correlate2d(dtype):
         kh, kw = w.shape
         h, wdt = x.shape[1], x.shape[2]
         ntile = rows_in * cols_in
-        nthreads = cuda.blockDim.x * cuda.blockDim.y
         tid = cuda.threadIdx.y * cuda.blockDim.x + cuda.threadIdx.x
-        for q in range(tid, kh * kw, nthreads):
-            sm[ntile + q] = w[q // kw, q % kw]
+        if tid < kh * kw:  # the caller sends kernels of more than 256 taps elsewhere
+            sm[ntile + tid] = w[tid // kw, tid % kw]
         cv = out.dtype.type(cval)
         r_base = i0 * s0 - off0
         c_base = j0 * s1 - off1
-        for q in range(tid, ntile, nthreads):
-            a = q // cols_in
+        # rows by threadIdx.y, columns by threadIdx.x: coalesced, and no division
+        for a in range(cuda.threadIdx.y, rows_in, cuda.blockDim.y):
             r = _map_index(r_base + a, h, mode)
-            c = _map_index(c_base + q - a * cols_in, wdt, mode)
-            sm[q] = cv if r < 0 or c < 0 else x[b, r, c]
+            for c in range(cuda.threadIdx.x, cols_in, cuda.blockDim.x):
+                q = _map_index(c_base + c, wdt, mode)
+                sm[a * cols_in + c] = cv if r < 0 or q < 0 else x[b, r, q]
         cuda.syncthreads()
         tx = cuda.threadIdx.x
         j = j0 + tx
@@ -129,7 +129,8 @@ def correlate2d(x, w, out, off0, off1, s0, s1, d0, d1, mode, cval):
     Shared-memory tiles of 32x32 outputs, each thread four of them: the input
     window with its halo is read once per block, already mapped through the
     boundary mode, and the kernel sits beside it.  Windows beyond 48 KiB
-    (large strides or dilations) fall back to one output per thread.
+    (large strides or dilations) and kernels of more than 256 taps fall back
+    to one output per thread.
     """
     nb, ho, wo = out.shape
     kh, kw = w.shape
@@ -137,7 +138,7 @@ def correlate2d(x, w, out, off0, off1, s0, s1, d0, d1, mode, cval):
     cols_in = (TILE_W - 1) * s1 + (kw - 1) * d1 + 1
     dtype = np.dtype(out.dtype)
     shared = (rows_in * cols_in + kh * kw) * dtype.itemsize
-    if shared > SHARED_LIMIT:
+    if shared > SHARED_LIMIT or kh * kw > TILE_W * TILE_THREADS_Y:
         blocks, threads = _grid3(nb, ho, wo)
         _correlate2d_kernel[blocks, threads](x, w, out, off0, off1, s0, s1, d0, d1, mode,
                                              cval)
