@@ -77,7 +77,7 @@ def correlate_gpu(x, kernel, flip, mode, boundary, cval, stride, dilation, chann
         if nd == 1:
             plans.insert(0, (0, 1, 1, 1))
         (off0, n0, s0, d0), (off1, n1, s1, d1) = plans
-        dest = cuda.device_array((batch, n0, n1), dtype=w.dtype)
+        dest = bk.device_empty((batch, n0, n1), w.dtype)
         if method == "separable":
             col, row = (cuda.to_device(np.ascontiguousarray(f, dtype=w.dtype)) for f in factors)
             bk.separable2d(x3, col, row, dest, off0, off1, s0, s1, d0, d1, code, cval)
@@ -101,7 +101,7 @@ def _depth_sum(bk, xd, w, spatial, stride, dilation):
         raise ValueError("a 3-D kernel on the GPU must span the whole depth of `x` with depth "
                          f"stride and dilation 1, got kernel {w.shape} for x {xd.shape}, "
                          f"stride {stride}, dilation {dilation}")
-    res = cuda.device_array((1, 1) + spatial[1:], dtype=w.dtype)
+    res = bk.device_empty((1, 1) + spatial[1:], w.dtype)
     bk.conv2d(xd.reshape((1,) + xd.shape), cuda.to_device(np.ascontiguousarray(w[None])),
               cuda.to_device(np.zeros(1, w.dtype)), res, stride[1], stride[2], 0, 0,
               dilation[1], dilation[2])
