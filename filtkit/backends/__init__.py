@@ -1,7 +1,8 @@
 """The shared numerical layer: the only package that imports Numba.
 
 ``cpu`` holds the ``@njit(parallel=True, cache=True)`` backend functions;
-a ``numba.cuda`` twin with the same names and arguments is planned beside it.
+``cuda`` (imported only on demand, through :func:`cuda_backend`) their
+``numba.cuda`` twins with the same names and arguments.
 """
 
 import contextlib
