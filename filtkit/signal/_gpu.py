@@ -106,3 +106,58 @@ def _depth_sum(bk, xd, w, spatial, stride, dilation):
               cuda.to_device(np.zeros(1, w.dtype)), res, stride[1], stride[2], 0, 0,
               dilation[1], dilation[2])
     return res.reshape(spatial)
+
+
+def _image_on_gpu(image, scale, device, what):
+    """``(device array, on_device)`` of a 2-D image for a filter on the GPU."""
+    from numba import cuda
+
+    from .._validate import as_float as _as_float
+
+    if is_device_array(image):
+        if device == "cpu":
+            raise ValueError("`device` 'cpu' needs a host `image`; copy the GPU array to the "
+                             "host first (e.g. `.copy_to_host()`)")
+        xd = as_device_array(image)
+        if xd.ndim != 2:
+            raise ValueError(f"`image` on the GPU must be 2-D for {what}, got shape "
+                             f"{tuple(xd.shape)}")
+        if np.dtype(xd.dtype) not in FLOATS or not xd.is_c_contiguous():
+            raise TypeError(f"`image` on the GPU must be a C-contiguous float32 or float64 "
+                            f"array, got {xd.dtype}")
+        return xd, True
+    x = check_array(image, "image")
+    if x.ndim != 2:
+        raise ValueError(f"`image` must be 2-D for {what} on the GPU, got shape {x.shape}")
+    return cuda.to_device(_as_float(x, scale=scale)), False
+
+
+def separable_filter_gpu(image, col, row, code, cval, *, scale, device, what):
+    """A 2-D image correlated with ``outer(col, row)`` (centred) on the GPU."""
+    from numba import cuda
+
+    bk = cuda_backend()
+    xd, on_device = _image_on_gpu(image, scale, device, what)
+    dt = np.dtype(xd.dtype)
+    h, w = (int(n) for n in xd.shape)
+    out = bk.device_empty((1, h, w), dt)
+    bk.separable2d(xd.reshape(1, h, w), cuda.to_device(np.ascontiguousarray(col, dtype=dt)),
+                   cuda.to_device(np.ascontiguousarray(row, dtype=dt)), out,
+                   len(col) // 2, len(row) // 2, 1, 1, 1, 1, code, cval)
+    out = out.reshape(h, w)
+    return out if on_device else out.copy_to_host()
+
+
+def edge_magnitude_gpu(image, edge, smooth, code, cval, *, device, what):
+    """scikit-image's edge magnitude of a 2-D image on the GPU."""
+    from numba import cuda
+
+    bk = cuda_backend()
+    xd, on_device = _image_on_gpu(image, True, device, what)
+    dt = np.dtype(xd.dtype)
+    h, w = (int(n) for n in xd.shape)
+    out = bk.device_empty((1, h, w), dt)
+    bk.gradient_magnitude2d(xd.reshape(1, h, w), cuda.to_device(edge.astype(dt)),
+                            cuda.to_device(smooth.astype(dt)), out, code, cval)
+    out = out.reshape(h, w)
+    return out if on_device else out.copy_to_host()

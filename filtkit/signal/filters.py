@@ -18,11 +18,12 @@ from .._validate import (
     check_array,
     check_axis,
     check_boundary,
+    check_choice,
     check_out,
     check_real,
     float_dtype,
 )
-from ..backends import cpu
+from ..backends import cpu, is_device_array
 from . import kernels as _k
 
 _REFLECT = BOUNDARY_CODES["reflect"]
@@ -120,6 +121,7 @@ def gaussian(
     truncate=4.0,
     channel_axis=None,
     out=None,
+    device=None,
 ):
     """Multi-dimensional Gaussian filter, as ``skimage.filters.gaussian``.
 
@@ -142,6 +144,9 @@ def gaussian(
     out : ndarray, optional
         Array of the image's shape and the result's dtype (float32 for
         float32/float16 input, else float64) to write the result into.
+    device : {None, 'cpu', 'cuda'}
+        As :func:`filtkit.signal.correlate`: a GPU ``image`` (2-D, float) or
+        ``device='cuda'`` runs on the GPU (no ``channel_axis`` or ``out`` there yet).
 
     Returns
     -------
@@ -158,6 +163,9 @@ def gaussian(
            [0.1208, 0.1663, 0.1208],
            [0.0877, 0.1208, 0.0877]])
     """
+    if _on_gpu(image, device):
+        return _gaussian_gpu(image, sigma, mode, cval, preserve_range, truncate,
+                             channel_axis, out, device)
     image = check_array(image, "image")
     channel_axis = _channel_axis(channel_axis, image.ndim)
     sigmas = _per_axis(sigma, "sigma", image.ndim, channel_axis)
@@ -171,6 +179,28 @@ def gaussian(
         out[...] = result
         return out
     return result.copy() if np.shares_memory(result, image) else result
+
+
+def _on_gpu(image, device):
+    """Whether a filter runs on the GPU: a GPU ``image``, or ``device='cuda'``."""
+    if device is not None:
+        check_choice(device, "device", ("cpu", "cuda"))
+    return is_device_array(image) or device == "cuda"
+
+
+def _gaussian_gpu(image, sigma, mode, cval, preserve_range, truncate, channel_axis, out,
+                  device):
+    from ._gpu import separable_filter_gpu
+
+    if channel_axis is not None or out is not None:
+        raise ValueError("`channel_axis` and `out` are not supported on the GPU yet")
+    sigmas = _per_axis(sigma, "sigma", 2, None)
+    code, cval = check_boundary(mode, cval, name="mode")
+    truncate = check_real(truncate, "truncate", minimum=0.0)
+    col, row = (_k.gaussian1d(sg, truncate=truncate)[::-1] if sg > 1e-15 else np.ones(1)
+                for sg in sigmas)
+    return separable_filter_gpu(image, col, row, code, cval, scale=not preserve_range,
+                                device=device, what="gaussian")
 
 
 def uniform(
@@ -238,7 +268,15 @@ def _mask_result(result, mask):
     return result
 
 
-def _edge_filter(image, smooth, axis, mode, cval, mask):
+def _edge_filter(image, smooth, axis, mode, cval, mask, device=None):
+    if _on_gpu(image, device):
+        from ._gpu import edge_magnitude_gpu
+
+        if axis is not None or mask is not None:
+            raise ValueError("`axis` and `mask` are not supported on the GPU yet")
+        code, cval = check_boundary(mode, cval, name="mode")
+        return edge_magnitude_gpu(image, _EDGE, smooth, code, cval, device=device,
+                                  what="edge filters")
     x = _image(image)
     code, cval = check_boundary(mode, cval, name="mode")
     ndim = x.ndim
@@ -305,6 +343,9 @@ _EDGE_DOC = """{title}, as ``skimage.filters.{name}``.
         Boundary handling, default 'reflect'.
     cval : float
         Value beyond the edge for ``mode='constant'``.
+    device : {{None, 'cpu', 'cuda'}}
+        As :func:`filtkit.signal.correlate`: a GPU ``image`` (2-D, float) or
+        ``device='cuda'`` runs on the GPU (the magnitude over both axes only).
 
     Returns
     -------
@@ -327,16 +368,16 @@ _SMOOTH = {
 }
 
 
-def sobel(image, mask=None, *, axis=None, mode="reflect", cval=0.0):
-    return _edge_filter(image, _SMOOTH["sobel"], axis, mode, cval, mask)
+def sobel(image, mask=None, *, axis=None, mode="reflect", cval=0.0, device=None):
+    return _edge_filter(image, _SMOOTH["sobel"], axis, mode, cval, mask, device)
 
 
-def prewitt(image, mask=None, *, axis=None, mode="reflect", cval=0.0):
-    return _edge_filter(image, _SMOOTH["prewitt"], axis, mode, cval, mask)
+def prewitt(image, mask=None, *, axis=None, mode="reflect", cval=0.0, device=None):
+    return _edge_filter(image, _SMOOTH["prewitt"], axis, mode, cval, mask, device)
 
 
-def scharr(image, mask=None, *, axis=None, mode="reflect", cval=0.0):
-    return _edge_filter(image, _SMOOTH["scharr"], axis, mode, cval, mask)
+def scharr(image, mask=None, *, axis=None, mode="reflect", cval=0.0, device=None):
+    return _edge_filter(image, _SMOOTH["scharr"], axis, mode, cval, mask, device)
 
 
 for _fn, _title, _smooth_doc in [

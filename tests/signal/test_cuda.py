@@ -104,3 +104,47 @@ def test_cuda_bad_input_is_refused(rng):
         signal.correlate(cuda.to_device(np.ones((6, 6, 3), np.float32)), w, channel_axis=2)
     with pytest.raises(ValueError, match="`kernel`"):
         signal.correlate(x, np.ones((9, 9)), mode="valid")
+
+
+@needs_cuda
+@pytest.mark.parametrize("mode", ["nearest", "reflect", "constant", "wrap"])
+@pytest.mark.parametrize("sigma", [1.0, (2.0, 0.0)])
+def test_cuda_gaussian_equals_cpu(rng, mode, sigma):
+    from numba import cuda
+
+    img = rng.integers(0, 256, (20, 23), dtype=np.uint8)
+    ref = signal.gaussian(img, sigma, mode=mode, cval=0.25)
+    got = signal.gaussian(img, sigma, mode=mode, cval=0.25, device="cuda")
+    assert isinstance(got, np.ndarray) and got.dtype == ref.dtype
+    _close(got, ref, np.float64)
+    x = (img / 255.0).astype(np.float32)
+    dev = signal.gaussian(cuda.to_device(x), sigma, mode=mode, cval=0.25)
+    _close(dev.copy_to_host(), signal.gaussian(x, sigma, mode=mode, cval=0.25), np.float32)
+
+
+@needs_cuda
+@pytest.mark.parametrize("name", ["sobel", "prewitt", "scharr"])
+@pytest.mark.parametrize("mode", ["reflect", "constant", "mirror"])
+def test_cuda_edge_magnitude_equals_cpu(rng, name, mode):
+    from numba import cuda
+
+    fn = getattr(signal, name)
+    img = rng.random((17, 21))
+    _close(fn(img, mode=mode, device="cuda"), fn(img, mode=mode), np.float64)
+    x = img.astype(np.float32)
+    _close(fn(cuda.to_device(x), mode=mode).copy_to_host(), fn(x, mode=mode), np.float32)
+
+
+@needs_cuda
+def test_cuda_filters_refuse_what_they_cannot_do_yet(rng):
+    from numba import cuda
+
+    x = cuda.to_device(rng.random((8, 8)))
+    with pytest.raises(ValueError, match="`channel_axis`"):
+        signal.gaussian(rng.random((8, 8, 3)), 1.0, channel_axis=-1, device="cuda")
+    with pytest.raises(ValueError, match="`axis`"):
+        signal.sobel(x, axis=0)
+    with pytest.raises(ValueError, match="2-D"):
+        signal.gaussian(rng.random((4, 8, 8)), 1.0, device="cuda")
+    with pytest.raises(ValueError, match="`device`"):
+        signal.sobel(rng.random((8, 8)), device="tpu")
