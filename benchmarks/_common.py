@@ -244,4 +244,7 @@ def write_results(name, text):
             content = content.rstrip() + "\n\n" + block + "\n"
     else:
         content = "# Benchmark results\n\n" + block + "\n"
-    RESULTS.write_text(content)
+    from filtkit._files import replace_atomically
+
+    with replace_atomically(RESULTS, ".md") as tmp, open(tmp, "w") as f:
+        f.write(content)

@@ -17,10 +17,10 @@ the target only once complete, so a failed write leaves no partial file.
 """
 
 import os
-import tempfile
 
 import numpy as np
 
+from ._files import replace_atomically
 from ._validate import as_float, check_array
 
 #: File extensions :func:`imwrite` accepts.
@@ -170,17 +170,8 @@ def imwrite(path, image):
         raise ValueError(
             f"`path` must end in one of {', '.join(WRITE_EXTENSIONS)}, got {path!r}"
         )
-    fd, tmp = tempfile.mkstemp(prefix=".filtkit-", suffix=suffix, dir=directory)
-    os.close(fd)
-    umask = os.umask(0)
-    os.umask(umask)
-    os.chmod(tmp, 0o666 & ~umask)
-    try:
+    with replace_atomically(path, suffix) as tmp:
         try:
             iio.imwrite(tmp, data)
         except Exception as exc:
             raise ValueError(f"`path` could not be written as an image: {path!r} ({exc})") from None
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)

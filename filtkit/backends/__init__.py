@@ -6,6 +6,7 @@
 """
 
 import contextlib
+import threading
 
 import numpy as np
 
@@ -67,6 +68,11 @@ def num_threads():
     return numba.get_num_threads()
 
 
+_blas_lock = threading.Lock()
+_blas_depth = 0  # how many single_threaded_blas blocks are open, in all threads
+_blas_limiter = None
+
+
 @contextlib.contextmanager
 def single_threaded_blas():
     """Hold the BLAS libraries to one thread while backend functions that call
@@ -74,15 +80,28 @@ def single_threaded_blas():
 
     Each Numba thread then runs its own single-threaded GEMM; a multi-threaded
     BLAS called from inside (or right after) a parallel region stalls on
-    OpenMP threads spinning for work (see ``NUMBA_NOTES.md``).
+    OpenMP threads spinning for work (see ``NUMBA_NOTES.md``).  The limit is
+    process-wide: the first block to open sets it and the last to close
+    restores the previous thread counts, also when blocks of several threads
+    overlap.
     """
-    global _blas
-    if _blas is None:
-        from threadpoolctl import ThreadpoolController
+    global _blas, _blas_depth, _blas_limiter
+    with _blas_lock:
+        if _blas is None:
+            from threadpoolctl import ThreadpoolController
 
-        _blas = ThreadpoolController()
-    with _blas.limit(limits=1, user_api="blas"):
+            _blas = ThreadpoolController()
+        if _blas_depth == 0:
+            _blas_limiter = _blas.limit(limits=1, user_api="blas")
+        _blas_depth += 1
+    try:
         yield
+    finally:
+        with _blas_lock:
+            _blas_depth -= 1
+            if _blas_depth == 0:
+                _blas_limiter.restore_original_limits()
+                _blas_limiter = None
 
 
 def _initialise_numba():

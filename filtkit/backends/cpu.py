@@ -590,11 +590,11 @@ def avg_pool2d(x, out, k0, k1, s0, s1, p0, p1):
         r0, r1 = max(i * s0 - p0, 0), min(i * s0 - p0 + k0, h)
         for j in range(wo):
             c0, c1 = max(j * s1 - p1, 0), min(j * s1 - p1 + k1, w)
-            acc = 0.0  # float64 for both dtypes, as torch's CPU kernel
+            acc = x.dtype.type(0)  # in the input's dtype, row by row, as torch's CPU kernel
             for r in range(r0, r1):
                 for c in range(c0, c1):
                     acc += x[b, r, c]
-            out[b, i, j] = acc / (k0 * k1)
+            out[b, i, j] = acc / x.dtype.type(k0 * k1)
 
 
 @njit(parallel=PARALLEL, **_jit)
@@ -822,7 +822,8 @@ def relu(x, out, slope):
 
 @njit(parallel=PARALLEL, **_jit)
 def relu_backward(x, dy, dx, slope):
-    """dx = dy where x > 0, else slope * dy (the gradient is 0 at x == 0 for ReLU)."""
+    """dx = dy where x > 0, else slope * dy; for ReLU (slope 0) torch's rule: exactly 0
+    where x <= 0, dy elsewhere (a NaN x passes dy, an infinite dy gives no NaN)."""
     n = x.shape[0]
     s = x.dtype.type(slope)
     zero = x.dtype.type(0)
@@ -832,7 +833,10 @@ def relu_backward(x, dy, dx, slope):
         hi = min(n, lo + chunk)
         for i in range(lo, hi):
             g = dy[i]
-            dx[i] = g if x[i] > zero else g * s
+            if s == zero:  # ReLU: torch's threshold_backward, an exact 0 where x <= 0
+                dx[i] = zero if x[i] <= zero else g
+            else:  # LeakyReLU: g where x > 0, else slope * g
+                dx[i] = g if x[i] > zero else g * s
 
 
 @njit(parallel=PARALLEL, cache=CACHE)  # no fastmath: every operation rounds as numpy's

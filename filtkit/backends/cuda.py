@@ -5,14 +5,15 @@ and computes the same result, on device arrays (numba device arrays or any
 object with ``__cuda_array_interface__``); it launches one or more
 ``@cuda.jit`` kernels and returns when they are queued (as CUDA does).  The
 same rules as on the CPU hold: clean C-contiguous float32/float64 arrays,
-outputs already allocated, zero weights skipped (so NaN reaches the same
-outputs), boundary modes as integer codes.
+outputs already allocated, boundary modes as integer codes, and zero weights
+skipped wherever the CPU twin skips them (the filtering kernels, not the
+convolution layers), so NaN reaches the same outputs.
 
-This first version computes one output element per thread, with the
-boundary handled by the CPU's own index map (:func:`cpu._map_index`,
-compiled for the device); gradients are gathered per element, so no two
-threads ever write one value and nothing needs atomics.  Shared-memory
-tiling and a GEMM for the convolution layers come next.
+The 2-D correlation runs in shared-memory tiles; the other kernels compute
+one output element per thread, with the boundary handled by the CPU's own
+index map (:func:`cpu._map_index`, compiled for the device); gradients are
+gathered per element, so no two threads ever write one value and nothing
+needs atomics.  A GEMM for the convolution layers comes next.
 
 ``numba.cuda`` comes from the ``numba-cuda`` package (extra ``cuda``).  With
 ``NUMBA_ENABLE_CUDASIM=1`` set before it is imported, the kernels run on
@@ -301,11 +302,11 @@ def _avg_pool_kernel(x, out, k0, k1, s0, s1, p0, p1):
         return
     r0, r1 = max(i * s0 - p0, 0), min(i * s0 - p0 + k0, h)
     c0, c1 = max(j * s1 - p1, 0), min(j * s1 - p1 + k1, w)
-    acc = 0.0  # float64, as the CPU twin and torch's CPU kernel
+    acc = out.dtype.type(0)  # in the input's dtype, as the CPU twin and torch
     for r in range(r0, r1):
         for c in range(c0, c1):
             acc += x[b, r, c]
-    out[b, i, j] = acc / (k0 * k1)
+    out[b, i, j] = acc / out.dtype.type(k0 * k1)
 
 
 def avg_pool2d(x, out, k0, k1, s0, s1, p0, p1):
@@ -478,7 +479,12 @@ def _relu_backward_kernel(x, dy, dx, slope):
     i = cuda.grid(1)
     if i < x.shape[0]:
         g = dy[i]
-        dx[i] = g if x[i] > 0 else g * dx.dtype.type(slope)
+        s = dx.dtype.type(slope)
+        zero = dx.dtype.type(0)
+        if s == zero:
+            dx[i] = zero if x[i] <= zero else g
+        else:
+            dx[i] = g if x[i] > zero else g * s
 
 
 def relu_backward(x, dy, dx, slope):
@@ -500,7 +506,7 @@ def _adam_kernel(theta, g, m, v, weight_decay, w1, beta2, one_minus_beta2, neg_s
     if abs(w1) < 0.5:
         mi = mi + w1 * (gi - mi)
     else:
-        mi = gi - (gi - mi) * (1 - w1)
+        mi = gi - (gi - mi) * (theta.dtype.type(1) - w1)
     m[i] = mi
     vi = v[i] * beta2
     vi = vi + (one_minus_beta2 * gi) * gi

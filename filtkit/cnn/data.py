@@ -27,11 +27,11 @@ import operator
 import os
 import struct
 import sys
-import tempfile
 import zlib
 
 import numpy as np
 
+from .._files import replace_atomically
 from .._validate import check_array, check_real
 
 __all__ = [
@@ -318,30 +318,18 @@ def save_idx(path, array):
         raise ValueError(f"`array` must have 1 to 255 dimensions, got {arr.ndim}")
     if max(arr.shape) >= 2**32:
         raise ValueError(f"`array` dimensions must be below 2**32, got shape {arr.shape}")
-    directory = os.path.dirname(os.path.abspath(path))
-    if not os.path.isdir(directory):
-        raise FileNotFoundError(f"`path` directory does not exist: {directory!r}")
     header = struct.pack(f">BBBB{arr.ndim}I", 0, 0, code, arr.ndim, *arr.shape)
     data = np.ascontiguousarray(arr, dtype=arr.dtype.newbyteorder(">")).reshape(-1)
     compress = path.lower().endswith(".gz")
-    fd, tmp = tempfile.mkstemp(prefix=".filtkit-", suffix=".idx", dir=directory)
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            umask = os.umask(0)
-            os.umask(umask)
-            os.chmod(tmp, 0o666 & ~umask)
-            if compress:
-                name = os.path.basename(path)[:-3]
-                with gzip.GzipFile(filename=name, mode="wb", fileobj=fh, mtime=0) as gz:
-                    gz.write(header)
-                    gz.write(data.view(np.uint8))
-            else:
-                fh.write(header)
-                fh.write(data.view(np.uint8))
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)
+    with replace_atomically(path, ".idx") as tmp, open(tmp, "wb") as fh:
+        if compress:
+            name = os.path.basename(path)[:-3]
+            with gzip.GzipFile(filename=name, mode="wb", fileobj=fh, mtime=0) as gz:
+                gz.write(header)
+                gz.write(data.view(np.uint8))
+        else:
+            fh.write(header)
+            fh.write(data.view(np.uint8))
 
 
 # ----------------------------------------------------------------- data sets

@@ -101,6 +101,9 @@ class Layer:
             shape = getattr(x, "shape", None)
             raise ValueError(f"`x` for {self!r} must be a {ndim}-D array {what}, "
                              f"got shape {shape}")
+        if x.dtype.kind not in "biuf":
+            raise TypeError(f"`x` for {self!r} must be a real numeric array, got dtype "
+                            f"{x.dtype}")
 
     def _need_forward(self, *names):
         if any(getattr(self, n, None) is None for n in names):
@@ -568,7 +571,9 @@ class ReLU(_Activation):
         return F.leaky_relu_backward(y if x is None else x, dy, self.negative_slope, out=out)
 
     def forward(self, x, *, inplace=False):
-        if not inplace or self._keeps != "y":
+        writable = (isinstance(x, np.ndarray) and x.dtype in (np.float32, np.float64)
+                    and x.flags.c_contiguous and x.flags.writeable)
+        if not inplace or self._keeps != "y" or not writable:
             return super().forward(x)
         x = self._float_input(x)
         y = self._f(x, out=x)
@@ -576,10 +581,12 @@ class ReLU(_Activation):
         return y
 
     def backward(self, dy, *, inplace=False):
-        if not inplace:
-            return super().backward(dy)
         self._need_forward("_saved")
         x, y, shape = self._saved
+        ref = y if x is None else x
+        if not (inplace and isinstance(dy, np.ndarray) and dy.dtype == ref.dtype
+                and dy.flags.c_contiguous and dy.flags.writeable):
+            return super().backward(dy)
         self._check_dy(dy, shape)
         return self._df(x, y, dy, out=dy)
 

@@ -9,11 +9,11 @@ file atomically and :func:`load` rebuilds the model from it.
 
 import json
 import os
-import tempfile
 import zipfile
 
 import numpy as np
 
+from .._files import replace_atomically
 from .._validate import check_array, check_int_tuple
 from ..backends import single_threaded_blas
 from . import losses as _losses
@@ -44,6 +44,14 @@ class DivergenceError(FloatingPointError):
     def __init__(self, message, history=None):
         super().__init__(message)
         self.history = history
+
+
+def _sample_shape(input_shape):
+    """One sample's shape as a tuple of positive ints, e.g. (1, 28, 28)."""
+    if isinstance(input_shape, (str, bytes)) or not hasattr(input_shape, "__len__"):
+        raise TypeError(f"`input_shape` must be a sequence of ints such as (1, 28, 28), "
+                        f"got {input_shape!r}")
+    return tuple(check_int_tuple(input_shape, "input_shape", len(input_shape)))
 
 
 def _softmax(z):
@@ -86,8 +94,7 @@ class Sequential(Layer):
         #: one sample's shape, e.g. (1, 28, 28): given, or set by the first ``fit``
         self.input_shape = None
         if input_shape is not None:
-            self.input_shape = tuple(check_int_tuple(input_shape, "input_shape",
-                                                     len(input_shape)))
+            self.input_shape = tuple(_sample_shape(input_shape))
             self.output_shape(self.input_shape)
         dtypes = {p.dtype for p in self.parameters()}
         if len(dtypes) > 1:
@@ -166,7 +173,7 @@ class Sequential(Layer):
 
         ``input_shape`` is one sample's shape, e.g. ``(1, 28, 28)``.
         """
-        shape = tuple(check_int_tuple(input_shape, "input_shape", len(input_shape)))
+        shape = tuple(_sample_shape(input_shape))
         rows = [("Layer", "Output shape", "Params")]
         total = 0
         for i, layer in enumerate(self.layers):
@@ -322,7 +329,9 @@ class Sequential(Layer):
                         grads_ok = all(np.isfinite(p.grad).all() for p in self.parameters())
                     if not grads_ok:
                         what = "loss" if not np.isfinite(value) else "a gradient"
-                        if good is not None:
+                        # a non-finite loss: back to the weights of the last finite one;
+                        # a finite loss with a non-finite gradient: these weights are it
+                        if what == "loss" and good is not None:
                             self._restore(good)
                         raise DivergenceError(
                             f"training diverged at epoch {epoch + 1}, batch {b + 1}: {what} "
@@ -414,16 +423,8 @@ class Sequential(Layer):
             for k, v in self.optimizer.state_dict().items():
                 arrays[f"optim.{k}"] = np.asarray(v)
         arrays["meta"] = np.array(json.dumps(meta))
-        directory = os.path.dirname(os.path.abspath(path))
-        fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=".npz", dir=directory)
-        try:
-            with os.fdopen(fd, "wb") as f:
-                np.savez(f, **arrays)
-            os.replace(tmp, path)
-        except BaseException:
-            if os.path.exists(tmp):
-                os.unlink(tmp)
-            raise
+        with replace_atomically(path, ".npz") as tmp, open(tmp, "wb") as f:
+            np.savez(f, **arrays)
 
 
 def load(path):

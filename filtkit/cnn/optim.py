@@ -385,7 +385,7 @@ class SGD(Optimizer):
     _hyper_names = ("lr", "momentum", "dampening", "nesterov", "weight_decay")
     _buffers = ("momentum_buffer",)
 
-    def __init__(self, params, lr=0.01, *, momentum=0.0, dampening=0.0, nesterov=False,
+    def __init__(self, params, lr=1e-3, *, momentum=0.0, dampening=0.0, nesterov=False,
                  weight_decay=0.0):
         super().__init__(params, lr=lr, momentum=momentum, dampening=dampening,
                          nesterov=nesterov, weight_decay=weight_decay)

@@ -1,22 +1,13 @@
 """Pictures of a training run: the learning curves and the first layer's kernels."""
 
-import os
-import tempfile
-
 import numpy as np
+
+from .._files import replace_atomically
 
 
 def _atomic_savefig(fig, path):
-    directory = os.path.dirname(os.path.abspath(path))
-    fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=".png", dir=directory)
-    os.close(fd)
-    try:
+    with replace_atomically(path, ".png") as tmp:
         fig.savefig(tmp, format="png", dpi=110)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
 
 
 def save_training_curves(history, path):

@@ -5,6 +5,7 @@ import numpy as np
 import pytest
 
 from filtkit import cli, cnn
+from filtkit._files import file_mode
 from filtkit.cnn import data
 
 
@@ -30,7 +31,10 @@ def test_train_writes_model_and_pictures(trained, capsys):
     assert [type(layer).__name__ for layer in model.layers][:3] == ["Conv2D", "ReLU",
                                                                     "MaxPool2D"]
     assert model.optimizer is not None and model.optimizer.name == "adam"
-    assert not list(trained.parent.glob(".tmp-*"))
+    names = sorted(p.name for p in trained.parent.iterdir())  # nothing else, no temporaries
+    assert names == ["digits-curves.png", "digits-kernels.png", "digits.npz"]
+    for name in names:  # the usual permissions, not mkstemp's 0o600
+        assert (trained.parent / name).stat().st_mode & 0o777 == file_mode()
 
 
 def test_evaluate_prints_accuracy_last(trained, tmp_path, capsys):

@@ -12,6 +12,7 @@ import numba
 import numpy as np
 import pytest
 
+from filtkit import cnn
 from filtkit.cnn import (
     AvgPool2D,
     Conv2D,
@@ -721,3 +722,26 @@ def test_train_eval_switch_returns_the_layer():
     assert layer.eval() is layer and layer.training is False
     assert layer.train() is layer and layer.training is True
     assert layer.train(False).training is False
+
+
+def test_relu_in_place_only_where_it_can_write():
+    """inplace=True overwrites a C-contiguous float array, and falls back to a new
+    array (never a silently unchanged one) for any other input."""
+    x = np.array([[-1.0, 2.0], [3.0, -4.0]], np.float32)
+    relu = cnn.ReLU()
+    y = relu.forward(x, inplace=True)
+    assert y is x and np.array_equal(x, [[0.0, 2.0], [3.0, 0.0]])
+    f = np.asfortranarray(np.array([[-1.0, 2.0], [3.0, -4.0]], np.float32))
+    y = relu.forward(f, inplace=True)
+    np.testing.assert_array_equal(y, [[0.0, 2.0], [3.0, 0.0]])
+    dy = np.asfortranarray(np.ones((2, 2), np.float32))
+    np.testing.assert_array_equal(relu.backward(dy, inplace=True), [[0, 1], [1, 0]])
+
+
+@pytest.mark.parametrize("layer,x", [
+    (lambda: cnn.Dense(2, 3, rng=0), np.ones((4, 2), np.complex64)),
+    (lambda: cnn.Conv2D(1, 2, 3, rng=0), np.ones((1, 1, 5, 5), np.complex128)),
+])
+def test_layers_refuse_complex_input(layer, x):
+    with pytest.raises(TypeError, match="`x`.*real numeric"):
+        layer().forward(x)

@@ -671,3 +671,44 @@ def test_in_place_relu_keeps_every_gradient(act):
         np.testing.assert_allclose(f.weight.grad, t.weight.grad.numpy(), rtol=1e-10, atol=1e-14)
         np.testing.assert_allclose(f.bias.grad, t.bias.grad.numpy(), rtol=1e-10, atol=1e-14)
     assert np.abs(layers[0].weight.grad).max() > 0
+
+
+def test_input_shape_must_be_a_sequence():
+    with pytest.raises(TypeError, match="`input_shape`"):
+        cnn.Sequential([cnn.Flatten()], input_shape=28)
+    with pytest.raises(TypeError, match="`input_shape`"):
+        cnn.lenet5(seed=0).summary(28)
+
+
+def test_a_non_finite_gradient_keeps_the_weights_that_gave_a_finite_loss(rng):
+    """The loss is finite but a gradient is not: fit stops, and the weights that gave
+    that finite loss (the current ones, not an older snapshot) stay."""
+    model = cnn.Sequential([cnn.Dense(3, 2, dtype="float64", rng=0)])
+    X = rng.standard_normal((8, 3))
+    y = np.array([0, 1] * 4)
+
+    class InfOnThirdBackward(cnn.CrossEntropyLoss):
+        calls = 0
+
+        def backward(self):
+            g = super().backward()
+            InfOnThirdBackward.calls += 1
+            if InfOnThirdBackward.calls == 3:
+                g[0, 0] = np.inf
+            return g
+
+    seen = []
+    opt = cnn.SGD(model.parameters(), lr=0.1)
+    original_step = opt.step
+
+    def step():
+        original_step()
+        seen.append([p.data.copy() for p in model.parameters()])
+
+    opt.step = step
+    with pytest.raises(cnn.DivergenceError, match="a gradient"):
+        model.fit(X, y, epochs=1, batch_size=2, optimizer=opt, loss=InfOnThirdBackward(),
+                  shuffle=False, progress=False)
+    assert len(seen) == 2  # two steps done, the third stopped before its update
+    for p, w in zip(model.parameters(), seen[-1]):
+        np.testing.assert_array_equal(p.data, w)
