@@ -53,6 +53,15 @@ def _grid1(n):
     return (max(1, math.ceil(n / THREADS_1D)),), (THREADS_1D,)
 
 
+MAX_GRID_Z = 65535  # CUDA's limit on gridDim.z: longer batches launch in slices
+
+
+def _slices(nb, per=1):
+    """Batch ranges [s, e) whose ``(e - s) * per`` grid layers fit in MAX_GRID_Z."""
+    step = max(1, MAX_GRID_Z // per)
+    return [(s, min(nb, s + step)) for s in range(0, max(nb, 1), step)]
+
+
 def _grid3(nb, ho, wo):
     tx, ty = THREADS_2D
     return (max(1, math.ceil(wo / tx)), max(1, math.ceil(ho / ty)), max(1, nb)), (tx, ty, 1)
@@ -154,16 +163,18 @@ def correlate2d(x, w, out, off0, off1, s0, s1, d0, d1, mode, cval):
     cols_in = (TILE_W - 1) * s1 + (kw - 1) * d1 + 1
     dtype = np.dtype(out.dtype)
     shared = (rows_in * cols_in + kh * kw) * dtype.itemsize
-    if shared > SHARED_LIMIT or kh * kw > TILE_W * TILE_THREADS_Y:
-        blocks, threads = _grid3(nb, ho, wo)
-        _correlate2d_kernel[blocks, threads](x, w, out, off0, off1, s0, s1, d0, d1, mode,
-                                             cval)
-        return
-    if dtype not in _TILED:
+    tiled = shared <= SHARED_LIMIT and kh * kw <= TILE_W * TILE_THREADS_Y
+    if tiled and dtype not in _TILED:
         _TILED[dtype] = _make_tiled_correlate2d(numba_dtype(dtype))
-    blocks = (math.ceil(wo / TILE_W), math.ceil(ho / TILE_H), nb)
-    _TILED[dtype][blocks, (TILE_W, TILE_THREADS_Y, 1), 0, shared](
-        x, w, out, off0, off1, s0, s1, d0, d1, mode, cval, rows_in, cols_in)
+    for a, e in _slices(nb):
+        if tiled:
+            blocks = (math.ceil(wo / TILE_W), math.ceil(ho / TILE_H), e - a)
+            _TILED[dtype][blocks, (TILE_W, TILE_THREADS_Y, 1), 0, shared](
+                x[a:e], w, out[a:e], off0, off1, s0, s1, d0, d1, mode, cval, rows_in, cols_in)
+        else:
+            blocks, threads = _grid3(e - a, ho, wo)
+            _correlate2d_kernel[blocks, threads](x[a:e], w, out[a:e], off0, off1, s0, s1, d0,
+                                                 d1, mode, cval)
 
 
 @cuda.jit
@@ -211,10 +222,12 @@ def separable2d(x, col, row, out, off0, off1, s0, s1, d0, d1, mode, cval):
     and a row pass (see the CPU twin); one temporary of (B, Ho, W)."""
     nb, ho, wo = out.shape
     tmp = device_empty((nb, ho, x.shape[2]), out.dtype)
-    blocks, threads = _grid3(nb, ho, x.shape[2])
-    _column_pass_kernel[blocks, threads](x, col, tmp, off0, s0, d0, mode, cval)
-    blocks, threads = _grid3(nb, ho, wo)
-    _row_pass_kernel[blocks, threads](tmp, row, col, out, off1, s1, d1, mode, cval)
+    for a, e in _slices(nb):
+        blocks, threads = _grid3(e - a, ho, x.shape[2])
+        _column_pass_kernel[blocks, threads](x[a:e], col, tmp[a:e], off0, s0, d0, mode, cval)
+        blocks, threads = _grid3(e - a, ho, wo)
+        _row_pass_kernel[blocks, threads](tmp[a:e], row, col, out[a:e], off1, s1, d1, mode,
+                                          cval)
 
 
 @cuda.jit
@@ -234,8 +247,10 @@ def gradient_magnitude2d(x, edge, smooth, out, mode, cval):
     g1 = device_empty(out.shape, out.dtype)
     separable2d(x, edge, smooth, g0, off, off, 1, 1, 1, 1, mode, cval)
     separable2d(x, smooth, edge, g1, off, off, 1, 1, 1, 1, mode, cval)
-    blocks, threads = _grid3(*out.shape)
-    _magnitude_kernel[blocks, threads](g0, g1, out, out.dtype.type(math.sqrt(2.0)))
+    for a, e in _slices(out.shape[0]):
+        blocks, threads = _grid3(e - a, *out.shape[1:])
+        _magnitude_kernel[blocks, threads](g0[a:e], g1[a:e], out[a:e],
+                                           out.dtype.type(math.sqrt(2.0)))
 
 
 # -- pooling -------------------------------------------------------------------------------
@@ -261,8 +276,9 @@ def _max_pool_kernel(x, out, argmax, k0, k1, s0, s1, p0, p1):
 
 def max_pool2d(x, out, argmax, k0, k1, s0, s1, p0, p1):
     """Max pooling with torch's first-maximum / NaN rule (see the CPU twin)."""
-    blocks, threads = _grid3(*out.shape)
-    _max_pool_kernel[blocks, threads](x, out, argmax, k0, k1, s0, s1, p0, p1)
+    for a, e in _slices(out.shape[0]):
+        blocks, threads = _grid3(e - a, *out.shape[1:])
+        _max_pool_kernel[blocks, threads](x[a:e], out[a:e], argmax[a:e], k0, k1, s0, s1, p0, p1)
 
 
 @cuda.jit
@@ -290,8 +306,10 @@ def _max_pool_backward_kernel(dy, argmax, dx, k0, k1, s0, s1, p0, p1):
 def max_pool2d_backward(dy, argmax, dx, k0, k1, s0, s1, p0, p1):
     """Route each ``dy`` to its window's ``argmax`` (see the CPU twin; the window
     geometry is needed here to gather instead of scatter)."""
-    blocks, threads = _grid3(*dx.shape)
-    _max_pool_backward_kernel[blocks, threads](dy, argmax, dx, k0, k1, s0, s1, p0, p1)
+    for a, e in _slices(dx.shape[0]):
+        blocks, threads = _grid3(e - a, *dx.shape[1:])
+        _max_pool_backward_kernel[blocks, threads](dy[a:e], argmax[a:e], dx[a:e], k0, k1, s0,
+                                                   s1, p0, p1)
 
 
 @cuda.jit
@@ -311,8 +329,9 @@ def _avg_pool_kernel(x, out, k0, k1, s0, s1, p0, p1):
 
 def avg_pool2d(x, out, k0, k1, s0, s1, p0, p1):
     """Mean pooling, zero padding counted in the mean (see the CPU twin)."""
-    blocks, threads = _grid3(*out.shape)
-    _avg_pool_kernel[blocks, threads](x, out, k0, k1, s0, s1, p0, p1)
+    for a, e in _slices(out.shape[0]):
+        blocks, threads = _grid3(e - a, *out.shape[1:])
+        _avg_pool_kernel[blocks, threads](x[a:e], out[a:e], k0, k1, s0, s1, p0, p1)
 
 
 @cuda.jit
@@ -336,8 +355,9 @@ def _avg_pool_backward_kernel(dy, dx, k0, k1, s0, s1, p0, p1):
 
 def avg_pool2d_backward(dy, dx, k0, k1, s0, s1, p0, p1):
     """Spread each ``dy / (k0*k1)`` over its window (see the CPU twin)."""
-    blocks, threads = _grid3(*dx.shape)
-    _avg_pool_backward_kernel[blocks, threads](dy, dx, k0, k1, s0, s1, p0, p1)
+    for a, e in _slices(dx.shape[0]):
+        blocks, threads = _grid3(e - a, *dx.shape[1:])
+        _avg_pool_backward_kernel[blocks, threads](dy[a:e], dx[a:e], k0, k1, s0, s1, p0, p1)
 
 
 # -- convolution layers --------------------------------------------------------------------
@@ -366,8 +386,9 @@ def _conv2d_kernel(x, w, b, out, s0, s1, p0, p1, d0, d1):
 def conv2d(x, w, b, out, s0, s1, p0, p1, d0, d1):
     """Batched multi-channel correlation plus bias (see the CPU twin)."""
     nb, no, ho, wo = out.shape
-    blocks, threads = _grid3(nb * no, ho, wo)
-    _conv2d_kernel[blocks, threads](x, w, b, out, s0, s1, p0, p1, d0, d1)
+    for a, e in _slices(nb, no):
+        blocks, threads = _grid3((e - a) * no, ho, wo)
+        _conv2d_kernel[blocks, threads](x[a:e], w, b, out[a:e], s0, s1, p0, p1, d0, d1)
 
 
 @cuda.jit
@@ -405,8 +426,9 @@ def _conv2d_grad_input_kernel(dy, w, dx, s0, s1, p0, p1, d0, d1):
 def conv2d_grad_input(dy, w, dx, s0, s1, p0, p1, d0, d1):
     """Gradient of :func:`conv2d` with respect to ``x`` (see the CPU twin)."""
     nb, nc, h, wdt = dx.shape
-    blocks, threads = _grid3(nb * nc, h, wdt)
-    _conv2d_grad_input_kernel[blocks, threads](dy, w, dx, s0, s1, p0, p1, d0, d1)
+    for a, e in _slices(nb, nc):
+        blocks, threads = _grid3((e - a) * nc, h, wdt)
+        _conv2d_grad_input_kernel[blocks, threads](dy[a:e], w, dx[a:e], s0, s1, p0, p1, d0, d1)
 
 
 @cuda.jit
@@ -536,5 +558,6 @@ def _extend2d_kernel(x, out, idx0, idx1, cval):
 def extend2d(x, out, idx0, idx1, cval):
     """out[b, a, c] = x[b, idx0[a], idx1[c]], or cval where an index is -1 (see the
     CPU twin): the boundary-extended image for the FFT path."""
-    blocks, threads = _grid3(x.shape[0], idx0.shape[0], idx1.shape[0])
-    _extend2d_kernel[blocks, threads](x, out, idx0, idx1, cval)
+    for a, e in _slices(x.shape[0]):
+        blocks, threads = _grid3(e - a, idx0.shape[0], idx1.shape[0])
+        _extend2d_kernel[blocks, threads](x[a:e], out[a:e], idx0, idx1, cval)

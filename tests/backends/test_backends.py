@@ -401,3 +401,31 @@ def test_single_threaded_blas_overlapping_blocks_restore_once():
     assert all(n == 1 for n in counts())
     b.__exit__(None, None, None)
     assert counts() == before
+
+
+@pytest.mark.skipif("cuda" not in BACKENDS, reason="no GPU and no CUDA simulator")
+def test_cuda_batches_beyond_the_grid_limit_launch_in_slices(rng, monkeypatch):
+    """More planes than CUDA's gridDim.z limit: the twins launch over slices of the
+    batch (the limit lowered to 2 here, so 5 planes take three launches)."""
+    from filtkit.backends import cuda as cuda_backend
+
+    monkeypatch.setattr(cuda_backend, "MAX_GRID_Z", 2)
+    cu = BACKENDS["cuda"]
+    x = rng.standard_normal((5, 9, 8)).astype(np.float32)
+    w = rng.standard_normal((3, 3)).astype(np.float32)
+    for fn in ("correlate2d",):
+        got, ref = np.full_like(x, np.nan), np.empty_like(x)
+        getattr(cu, fn)(x, w, got, 1, 1, 1, 1, 1, 1, 1, 0.0)
+        cpu.correlate2d(x, w, ref, 1, 1, 1, 1, 1, 1, 1, 0.0)
+        _assert_close(got, ref, np.float32)
+    out = np.full((5, 4, 4), np.nan, np.float32)
+    arg = np.full((5, 4, 4), -1, np.int32)
+    cu.max_pool2d(x, out, arg, 2, 2, 2, 2, 0, 0)
+    ref_out, ref_arg = naive_max_pool(x, (2, 2), (2, 2), (0, 0))
+    np.testing.assert_array_equal(out, ref_out)
+    xb = rng.standard_normal((3, 2, 6, 6)).astype(np.float32)  # 3 samples x 4 out channels
+    wb = rng.standard_normal((4, 2, 3, 3)).astype(np.float32)
+    bb = rng.standard_normal(4).astype(np.float32)
+    got = np.full((3, 4, 4, 4), np.nan, np.float32)
+    cu.conv2d(xb, wb, bb, got, 1, 1, 0, 0, 1, 1)
+    _assert_close(got, naive_conv2d(xb, wb, bb, (1, 1), (0, 0), (1, 1)), np.float32)
