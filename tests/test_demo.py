@@ -1,5 +1,7 @@
 """``filtkit demo``: every filter against scikit-image, and the gallery PNG."""
 
+import re
+
 import imageio.v3 as iio
 import numpy as np
 
@@ -31,6 +33,12 @@ def test_run_demo_one_image(tmp_path, capsys):
         assert 0.0 <= diff < 1e-12, (name, diff)
         assert name in out
     _check_gallery(tmp_path / "gallery.png", rows=1)
+    # the network part: LeNet-5 trained on the embedded digits, judged on held-out ones
+    m = re.search(r"LeNet-5 on (\d+) embedded 8x8 digits: ([\d.]+)% accuracy on (\d+) "
+                  r"held-out", out)
+    assert m, out
+    assert int(m.group(1)) + int(m.group(3)) == 1797
+    assert float(m.group(2)) > 90.0
 
 
 def test_cli_demo_all_images(tmp_path, capsys):
