@@ -13,6 +13,27 @@ from ._correlate import _axis_plan, _check, _choose_method, _prepare
 
 FLOATS = (np.dtype(np.float32), np.dtype(np.float64))
 
+#: device copies of recently used kernels (weights), so that filtering many images with
+#: one kernel uploads it once: each upload is a synchronising host-to-device copy
+#: (0.18 ms measured on the H100, a third of a 3x3 filter of 4096x4096)
+_WEIGHTS = {}
+_WEIGHTS_MAX = 64
+
+
+def _weights(a, dtype):
+    """The device copy of the small host array ``a`` as ``dtype`` (C-contiguous)."""
+    from numba import cuda
+
+    a = np.ascontiguousarray(a, dtype=dtype)
+    key = (a.dtype.str, a.shape, a.tobytes())
+    dev = _WEIGHTS.pop(key, None)
+    if dev is None:
+        dev = cuda.to_device(a)
+        if len(_WEIGHTS) >= _WEIGHTS_MAX:
+            _WEIGHTS.pop(next(iter(_WEIGHTS)))  # the least recently used
+    _WEIGHTS[key] = dev  # (re)inserted last: most recently used
+    return dev
+
 
 def _device_input(x, kernel, mode, boundary, cval, stride, dilation, channel_axis):
     """Check a GPU ``x`` (a numba view of it, no copy) and the other arguments."""
@@ -79,10 +100,10 @@ def correlate_gpu(x, kernel, flip, mode, boundary, cval, stride, dilation, chann
         (off0, n0, s0, d0), (off1, n1, s1, d1) = plans
         dest = bk.device_empty((batch, n0, n1), w.dtype)
         if method == "separable":
-            col, row = (cuda.to_device(np.ascontiguousarray(f, dtype=w.dtype)) for f in factors)
+            col, row = (_weights(f, w.dtype) for f in factors)
             bk.separable2d(x3, col, row, dest, off0, off1, s0, s1, d0, d1, code, cval)
         else:
-            bk.correlate2d(x3, cuda.to_device(w.reshape(-1, w.shape[-1])), dest, off0, off1,
+            bk.correlate2d(x3, _weights(w.reshape(-1, w.shape[-1]), w.dtype), dest, off0, off1,
                            s0, s1, d0, d1, code, cval)
         result = dest.reshape(lead + spatial)
     if on_device:
@@ -95,15 +116,14 @@ def correlate_gpu(x, kernel, flip, mode, boundary, cval, stride, dilation, chann
 
 def _depth_sum(bk, xd, w, spatial, stride, dilation):
     """The seed's depth sum on the GPU: the whole depth, as the conv2d twin's one sample."""
-    from numba import cuda
 
     if spatial[0] != 1 or stride[0] != 1 or dilation[0] != 1 or w.shape[0] != xd.shape[0]:
         raise ValueError("a 3-D kernel on the GPU must span the whole depth of `x` with depth "
                          f"stride and dilation 1, got kernel {w.shape} for x {xd.shape}, "
                          f"stride {stride}, dilation {dilation}")
     res = bk.device_empty((1, 1) + spatial[1:], w.dtype)
-    bk.conv2d(xd.reshape((1,) + xd.shape), cuda.to_device(np.ascontiguousarray(w[None])),
-              cuda.to_device(np.zeros(1, w.dtype)), res, stride[1], stride[2], 0, 0,
+    bk.conv2d(xd.reshape((1,) + xd.shape), _weights(w[None], w.dtype),
+              _weights(np.zeros(1), w.dtype), res, stride[1], stride[2], 0, 0,
               dilation[1], dilation[2])
     return res.reshape(spatial)
 
@@ -134,15 +154,13 @@ def _image_on_gpu(image, scale, device, what):
 
 def separable_filter_gpu(image, col, row, code, cval, *, scale, device, what):
     """A 2-D image correlated with ``outer(col, row)`` (centred) on the GPU."""
-    from numba import cuda
 
     bk = cuda_backend()
     xd, on_device = _image_on_gpu(image, scale, device, what)
     dt = np.dtype(xd.dtype)
     h, w = (int(n) for n in xd.shape)
     out = bk.device_empty((1, h, w), dt)
-    bk.separable2d(xd.reshape(1, h, w), cuda.to_device(np.ascontiguousarray(col, dtype=dt)),
-                   cuda.to_device(np.ascontiguousarray(row, dtype=dt)), out,
+    bk.separable2d(xd.reshape(1, h, w), _weights(col, dt), _weights(row, dt), out,
                    len(col) // 2, len(row) // 2, 1, 1, 1, 1, code, cval)
     out = out.reshape(h, w)
     return out if on_device else out.copy_to_host()
@@ -150,14 +168,13 @@ def separable_filter_gpu(image, col, row, code, cval, *, scale, device, what):
 
 def edge_magnitude_gpu(image, edge, smooth, code, cval, *, device, what):
     """scikit-image's edge magnitude of a 2-D image on the GPU."""
-    from numba import cuda
 
     bk = cuda_backend()
     xd, on_device = _image_on_gpu(image, True, device, what)
     dt = np.dtype(xd.dtype)
     h, w = (int(n) for n in xd.shape)
     out = bk.device_empty((1, h, w), dt)
-    bk.gradient_magnitude2d(xd.reshape(1, h, w), cuda.to_device(edge.astype(dt)),
-                            cuda.to_device(smooth.astype(dt)), out, code, cval)
+    bk.gradient_magnitude2d(xd.reshape(1, h, w), _weights(edge, dt), _weights(smooth, dt),
+                            out, code, cval)
     out = out.reshape(h, w)
     return out if on_device else out.copy_to_host()

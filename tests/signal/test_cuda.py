@@ -148,3 +148,25 @@ def test_cuda_filters_refuse_what_they_cannot_do_yet(rng):
         signal.gaussian(rng.random((4, 8, 8)), 1.0, device="cuda")
     with pytest.raises(ValueError, match="`device`"):
         signal.sobel(rng.random((8, 8)), device="tpu")
+
+
+@needs_cuda
+def test_cuda_kernel_uploads_are_reused_and_never_stale(rng):
+    """Filtering with the same kernel again reuses its device copy; a kernel that differs
+    in one value, its dtype or its shape gets its own."""
+    from numba import cuda
+
+    from filtkit.signal import _gpu
+
+    x = rng.standard_normal((10, 11)).astype(np.float32)
+    xd = cuda.to_device(x)
+    w = rng.standard_normal((3, 3))
+    a = _gpu._weights(w, np.float32)
+    assert _gpu._weights(w.copy(), np.float32) is a
+    assert _gpu._weights(w, np.float64) is not a
+    w2 = w.copy()
+    w2[1, 1] += 1.0
+    assert _gpu._weights(w2, np.float32) is not a
+    for k in (w, w2, w, w.reshape(1, 9).reshape(3, 3)[::-1].copy()):
+        _close(signal.correlate(xd, k, method="direct").copy_to_host(),
+               signal.correlate(x, k, method="direct"), np.float32)
