@@ -22,6 +22,8 @@ of every row runs as a plain vectorisable loop over pre-sliced views (see
 Numba cannot fuse two ``prange`` loops.
 """
 
+import math
+
 import numpy as np
 from numba import njit, prange
 
@@ -524,6 +526,34 @@ def _max_pool_row_2x2(xa, xb, orow, arow, base, w):
         arow[j] = at
 
 
+@njit(inline="always", **_jit)
+def _window_max(x, b, r0, r1, c0, c1):
+    """Max of ``x[b, r0:r1, c0:c1]`` and the flat index ``r*W + c`` of the winner:
+    torch's rule, the first maximum in row-major order, or the last NaN.  Shared
+    with the CUDA twin, which compiles this same function for the device."""
+    w = x.shape[2]
+    best = -math.inf
+    at = r0 * w + c0
+    for r in range(r0, r1):
+        for c in range(c0, c1):
+            v = x[b, r, c]
+            if v > best or v != v:
+                best = v
+                at = r * w + c
+    return best, at
+
+
+@njit(inline="always", **_jit)
+def _window_mean(x, b, r0, r1, c0, c1, area):
+    """Sum of ``x[b, r0:r1, c0:c1]`` in ``x``'s dtype, row by row (torch's CPU
+    order), divided by ``area``; shared with the CUDA twin."""
+    acc = x.dtype.type(0)
+    for r in range(r0, r1):
+        for c in range(c0, c1):
+            acc += x[b, r, c]
+    return acc / x.dtype.type(area)
+
+
 @njit(parallel=PARALLEL, **_jit)
 def max_pool2d(x, out, argmax, k0, k1, s0, s1, p0, p1):
     """Max pooling of (B, H, W) into (B, Ho, Wo), as torch's MaxPool2d.
@@ -535,7 +565,6 @@ def max_pool2d(x, out, argmax, k0, k1, s0, s1, p0, p1):
     """
     nb, h, w = x.shape
     ho, wo = out.shape[1], out.shape[2]
-    ninf = -np.inf
     pairs = k0 == 2 and k1 == 2 and s0 == 2 and s1 == 2 and p0 == 0 and p1 == 0
     for t in prange(nb * ho):
         b = t // ho
@@ -547,16 +576,7 @@ def max_pool2d(x, out, argmax, k0, k1, s0, s1, p0, p1):
         r0, r1 = max(i * s0 - p0, 0), min(i * s0 - p0 + k0, h)
         for j in range(wo):
             c0, c1 = max(j * s1 - p1, 0), min(j * s1 - p1 + k1, w)
-            best = ninf
-            at = r0 * w + c0
-            for r in range(r0, r1):
-                for c in range(c0, c1):
-                    v = x[b, r, c]
-                    if v > best or v != v:
-                        best = v
-                        at = r * w + c
-            out[b, i, j] = best
-            argmax[b, i, j] = at
+            out[b, i, j], argmax[b, i, j] = _window_max(x, b, r0, r1, c0, c1)
 
 
 @njit(parallel=PARALLEL, **_jit)
@@ -590,11 +610,7 @@ def avg_pool2d(x, out, k0, k1, s0, s1, p0, p1):
         r0, r1 = max(i * s0 - p0, 0), min(i * s0 - p0 + k0, h)
         for j in range(wo):
             c0, c1 = max(j * s1 - p1, 0), min(j * s1 - p1 + k1, w)
-            acc = x.dtype.type(0)  # in the input's dtype, row by row, as torch's CPU kernel
-            for r in range(r0, r1):
-                for c in range(c0, c1):
-                    acc += x[b, r, c]
-            out[b, i, j] = acc / x.dtype.type(k0 * k1)
+            out[b, i, j] = _window_mean(x, b, r0, r1, c0, c1, k0 * k1)
 
 
 @njit(parallel=PARALLEL, **_jit)
@@ -801,6 +817,21 @@ def conv2d_grad_weight(x, dy, dw, db, s0, s1, p0, p1, d0, d1, nchunks):
         db[o] = s
 
 
+@njit(inline="always", **_jit)
+def _relu_value(v, s, zero):
+    """x where x > 0 (or NaN), else slope * x; ReLU (s == 0) writes +0.0, never -0.0."""
+    return v if v > zero or v != v else (v * s if s != zero else zero)
+
+
+@njit(inline="always", **_jit)
+def _relu_grad(ref, g, s, zero):
+    """ReLU (s == 0): torch's threshold_backward, an exact 0 where ref <= 0, g elsewhere
+    (NaN ref too); LeakyReLU: g where ref > 0, else s * g."""
+    if s == zero:
+        return zero if ref <= zero else g
+    return g if ref > zero else g * s
+
+
 @njit(parallel=PARALLEL, **_jit)
 def relu(x, out, slope):
     """out = x where x > 0 (or NaN), else slope * x (ReLU for slope 0, LeakyReLU otherwise).
@@ -815,9 +846,7 @@ def relu(x, out, slope):
         lo = c * chunk
         hi = min(n, lo + chunk)
         for i in range(lo, hi):
-            v = x[i]
-            # NaN passes through; ReLU writes +0.0, never -0.0 * 0
-            out[i] = v if v > zero or v != v else (v * s if s != zero else zero)
+            out[i] = _relu_value(x[i], s, zero)
 
 
 @njit(parallel=PARALLEL, **_jit)
@@ -832,11 +861,24 @@ def relu_backward(x, dy, dx, slope):
         lo = c * chunk
         hi = min(n, lo + chunk)
         for i in range(lo, hi):
-            g = dy[i]
-            if s == zero:  # ReLU: torch's threshold_backward, an exact 0 where x <= 0
-                dx[i] = zero if x[i] <= zero else g
-            else:  # LeakyReLU: g where x > 0, else slope * g
-                dx[i] = g if x[i] > zero else g * s
+            dx[i] = _relu_grad(x[i], dy[i], s, zero)
+
+
+@njit(inline="always", cache=CACHE)  # no fastmath: every operation rounds as numpy's
+def _adam_element(theta, g, m, v, weight_decay, w1, small, one, beta2, one_minus_beta2,
+                  neg_step_size, sqrt_bc2, eps):
+    """One parameter's Adam step in torch's operation order: ``(theta, m, v)`` updated.
+    Shared with the CUDA twin."""
+    if weight_decay != 0:
+        g = g + weight_decay * theta
+    if small:
+        m = m + w1 * (g - m)
+    else:
+        m = g - (g - m) * (one - w1)
+    v = v * beta2
+    v = v + (one_minus_beta2 * g) * g
+    d = math.sqrt(v) / sqrt_bc2 + eps
+    return theta + (neg_step_size * m) / d, m, v
 
 
 @njit(parallel=PARALLEL, cache=CACHE)  # no fastmath: every operation rounds as numpy's
@@ -857,17 +899,6 @@ def adam_update(theta, g, m, v, weight_decay, w1, beta2, one_minus_beta2, neg_st
     chunk = 16384
     for c in prange((n + chunk - 1) // chunk):
         for i in range(c * chunk, min(n, (c + 1) * chunk)):
-            gi = g[i]
-            if weight_decay != 0:
-                gi = gi + weight_decay * theta[i]
-            mi = m[i]
-            if small:
-                mi = mi + w1 * (gi - mi)
-            else:
-                mi = gi - (gi - mi) * (one - w1)
-            m[i] = mi
-            vi = v[i] * beta2
-            vi = vi + (one_minus_beta2 * gi) * gi
-            v[i] = vi
-            d = np.sqrt(vi) / sqrt_bc2 + eps
-            theta[i] = theta[i] + (neg_step_size * mi) / d
+            theta[i], m[i], v[i] = _adam_element(
+                theta[i], g[i], m[i], v[i], weight_decay, w1, small, one, beta2,
+                one_minus_beta2, neg_step_size, sqrt_bc2, eps)

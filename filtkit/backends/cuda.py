@@ -28,7 +28,13 @@ from numba.np.numpy_support import from_dtype as numba_dtype
 
 from . import cpu
 
+# the scalar cores the twins share, compiled for the device from the CPU's own source
 _map_index = cuda.jit(device=True, inline=True)(cpu._map_index.py_func)
+_window_max = cuda.jit(device=True, inline=True)(cpu._window_max.py_func)
+_window_mean = cuda.jit(device=True, inline=True)(cpu._window_mean.py_func)
+_relu_value = cuda.jit(device=True, inline=True)(cpu._relu_value.py_func)
+_relu_grad = cuda.jit(device=True, inline=True)(cpu._relu_grad.py_func)
+_adam_element = cuda.jit(device=True, inline=True)(cpu._adam_element.py_func)
 
 THREADS_1D = 256
 THREADS_2D = (16, 16)
@@ -262,16 +268,7 @@ def _max_pool_kernel(x, out, argmax, k0, k1, s0, s1, p0, p1):
         return
     r0, r1 = max(i * s0 - p0, 0), min(i * s0 - p0 + k0, h)
     c0, c1 = max(j * s1 - p1, 0), min(j * s1 - p1 + k1, w)
-    best = -math.inf
-    at = r0 * w + c0
-    for r in range(r0, r1):
-        for c in range(c0, c1):
-            v = x[b, r, c]
-            if v > best or v != v:
-                best = v
-                at = r * w + c
-    out[b, i, j] = best
-    argmax[b, i, j] = at
+    out[b, i, j], argmax[b, i, j] = _window_max(x, b, r0, r1, c0, c1)
 
 
 def max_pool2d(x, out, argmax, k0, k1, s0, s1, p0, p1):
@@ -320,11 +317,7 @@ def _avg_pool_kernel(x, out, k0, k1, s0, s1, p0, p1):
         return
     r0, r1 = max(i * s0 - p0, 0), min(i * s0 - p0 + k0, h)
     c0, c1 = max(j * s1 - p1, 0), min(j * s1 - p1 + k1, w)
-    acc = out.dtype.type(0)  # in the input's dtype, as the CPU twin and torch
-    for r in range(r0, r1):
-        for c in range(c0, c1):
-            acc += x[b, r, c]
-    out[b, i, j] = acc / out.dtype.type(k0 * k1)
+    out[b, i, j] = _window_mean(x, b, r0, r1, c0, c1, k0 * k1)
 
 
 def avg_pool2d(x, out, k0, k1, s0, s1, p0, p1):
@@ -484,10 +477,7 @@ def conv2d_grad_weight(x, dy, dw, db, s0, s1, p0, p1, d0, d1, nchunks):
 def _relu_kernel(x, out, slope):
     i = cuda.grid(1)
     if i < x.shape[0]:
-        v = x[i]
-        s = out.dtype.type(slope)
-        zero = out.dtype.type(0)
-        out[i] = v if v > zero or v != v else (v * s if s != zero else zero)
+        out[i] = _relu_value(x[i], out.dtype.type(slope), out.dtype.type(0))
 
 
 def relu(x, out, slope):
@@ -500,13 +490,7 @@ def relu(x, out, slope):
 def _relu_backward_kernel(x, dy, dx, slope):
     i = cuda.grid(1)
     if i < x.shape[0]:
-        g = dy[i]
-        s = dx.dtype.type(slope)
-        zero = dx.dtype.type(0)
-        if s == zero:
-            dx[i] = zero if x[i] <= zero else g
-        else:
-            dx[i] = g if x[i] > zero else g * s
+        dx[i] = _relu_grad(x[i], dy[i], dx.dtype.type(slope), dx.dtype.type(0))
 
 
 def relu_backward(x, dy, dx, slope):
@@ -519,22 +503,10 @@ def relu_backward(x, dy, dx, slope):
 def _adam_kernel(theta, g, m, v, weight_decay, w1, beta2, one_minus_beta2, neg_step_size,
                  sqrt_bc2, eps):
     i = cuda.grid(1)
-    if i >= theta.shape[0]:
-        return
-    gi = g[i]
-    if weight_decay != 0:
-        gi = gi + weight_decay * theta[i]
-    mi = m[i]
-    if abs(w1) < 0.5:
-        mi = mi + w1 * (gi - mi)
-    else:
-        mi = gi - (gi - mi) * (theta.dtype.type(1) - w1)
-    m[i] = mi
-    vi = v[i] * beta2
-    vi = vi + (one_minus_beta2 * gi) * gi
-    v[i] = vi
-    d = math.sqrt(vi) / sqrt_bc2 + eps
-    theta[i] = theta[i] + (neg_step_size * mi) / d
+    if i < theta.shape[0]:
+        theta[i], m[i], v[i] = _adam_element(
+            theta[i], g[i], m[i], v[i], weight_decay, w1, abs(w1) < 0.5,
+            theta.dtype.type(1), beta2, one_minus_beta2, neg_step_size, sqrt_bc2, eps)
 
 
 def adam_update(theta, g, m, v, weight_decay, w1, beta2, one_minus_beta2, neg_step_size,
