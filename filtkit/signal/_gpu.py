@@ -35,18 +35,33 @@ def _weights(a, dtype):
     return dev
 
 
-def _device_input(x, kernel, mode, boundary, cval, stride, dilation, channel_axis):
-    """Check a GPU ``x`` (a numba view of it, no copy) and the other arguments."""
+def _refuse_cpu(device, name):
+    if device == "cpu":
+        raise ValueError(f"`device` 'cpu' needs a host `{name}`; copy the GPU array to the "
+                         f"host first (e.g. `.copy_to_host()`)")
+
+
+def _device_array(x, name, ndims):
+    """A numba view (no copy) of the GPU array ``x``, checked: ``ndims`` dimensions,
+    float32/float64, C-contiguous, not empty."""
     xd = as_device_array(x)
-    if xd.ndim not in (1, 2, 3):
-        raise ValueError(f"`x` must be 1-, 2- or 3-dimensional, got shape {xd.shape}")
+    if xd.ndim not in ndims:
+        raise ValueError(f"`{name}` on the GPU must be "
+                         f"{' or '.join(map(str, ndims))}-dimensional, got shape "
+                         f"{tuple(xd.shape)}")
     if np.dtype(xd.dtype) not in FLOATS:
-        raise TypeError(f"`x` on the GPU must be float32 or float64, got {xd.dtype} "
+        raise TypeError(f"`{name}` on the GPU must be float32 or float64, got {xd.dtype} "
                         f"(convert it on the device first)")
     if not xd.is_c_contiguous():
-        raise ValueError("`x` on the GPU must be C-contiguous")
+        raise ValueError(f"`{name}` on the GPU must be C-contiguous")
     if xd.size == 0:
-        raise ValueError(f"`x` must not be empty, got shape {xd.shape}")
+        raise ValueError(f"`{name}` must not be empty, got shape {tuple(xd.shape)}")
+    return xd
+
+
+def _device_input(x, kernel, mode, boundary, cval, stride, dilation, channel_axis):
+    """Check a GPU ``x`` (a numba view of it, no copy) and the other arguments."""
+    xd = _device_array(x, "x", (1, 2, 3))
     if channel_axis is not None and channel_axis not in (0, -xd.ndim):
         raise ValueError(f"`channel_axis` must be 0 or None for a GPU array (channels "
                          f"first), got {channel_axis!r}")
@@ -63,9 +78,8 @@ def correlate_gpu(x, kernel, flip, mode, boundary, cval, stride, dilation, chann
     from numba import cuda
 
     on_device = is_device_array(x)
-    if on_device and device == "cpu":
-        raise ValueError("`device` 'cpu' needs a host `x`; copy the GPU array to the host "
-                         "first (e.g. `.copy_to_host()`)")
+    if on_device:
+        _refuse_cpu(device, "x")
     if method == "fft":
         raise ValueError("`method` 'fft' runs on the CPU only; use 'auto', 'direct' or "
                          "'separable' on the GPU")
@@ -132,49 +146,40 @@ def _image_on_gpu(image, scale, device, what):
     """``(device array, on_device)`` of a 2-D image for a filter on the GPU."""
     from numba import cuda
 
-    from .._validate import as_float as _as_float
-
     if is_device_array(image):
-        if device == "cpu":
-            raise ValueError("`device` 'cpu' needs a host `image`; copy the GPU array to the "
-                             "host first (e.g. `.copy_to_host()`)")
-        xd = as_device_array(image)
-        if xd.ndim != 2:
-            raise ValueError(f"`image` on the GPU must be 2-D for {what}, got shape "
-                             f"{tuple(xd.shape)}")
-        if np.dtype(xd.dtype) not in FLOATS or not xd.is_c_contiguous():
-            raise TypeError(f"`image` on the GPU must be a C-contiguous float32 or float64 "
-                            f"array, got {xd.dtype}")
-        return xd, True
+        _refuse_cpu(device, "image")
+        return _device_array(image, "image", (2,)), True
     x = check_array(image, "image")
     if x.ndim != 2:
         raise ValueError(f"`image` must be 2-D for {what} on the GPU, got shape {x.shape}")
-    return cuda.to_device(_as_float(x, scale=scale)), False
+    return cuda.to_device(as_float(x, scale=scale)), False
 
 
-def separable_filter_gpu(image, col, row, code, cval, *, scale, device, what):
-    """A 2-D image correlated with ``outer(col, row)`` (centred) on the GPU."""
-
+def _filter2d_gpu(image, scale, device, what, launch):
+    """Run ``launch(bk, x, out, dtype)`` on a 2-D image viewed as a batch of one plane;
+    a GPU image gets a device array back, a host image a numpy array."""
     bk = cuda_backend()
     xd, on_device = _image_on_gpu(image, scale, device, what)
     dt = np.dtype(xd.dtype)
     h, w = (int(n) for n in xd.shape)
     out = bk.device_empty((1, h, w), dt)
-    bk.separable2d(xd.reshape(1, h, w), _weights(col, dt), _weights(row, dt), out,
-                   len(col) // 2, len(row) // 2, 1, 1, 1, 1, code, cval)
+    launch(bk, xd.reshape(1, h, w), out, dt)
     out = out.reshape(h, w)
     return out if on_device else out.copy_to_host()
+
+
+def separable_filter_gpu(image, col, row, code, cval, *, scale, device, what):
+    """A 2-D image correlated with ``outer(col, row)`` (centred) on the GPU."""
+    def launch(bk, x, out, dt):
+        bk.separable2d(x, _weights(col, dt), _weights(row, dt), out, len(col) // 2,
+                       len(row) // 2, 1, 1, 1, 1, code, cval)
+
+    return _filter2d_gpu(image, scale, device, what, launch)
 
 
 def edge_magnitude_gpu(image, edge, smooth, code, cval, *, device, what):
     """scikit-image's edge magnitude of a 2-D image on the GPU."""
+    def launch(bk, x, out, dt):
+        bk.gradient_magnitude2d(x, _weights(edge, dt), _weights(smooth, dt), out, code, cval)
 
-    bk = cuda_backend()
-    xd, on_device = _image_on_gpu(image, True, device, what)
-    dt = np.dtype(xd.dtype)
-    h, w = (int(n) for n in xd.shape)
-    out = bk.device_empty((1, h, w), dt)
-    bk.gradient_magnitude2d(xd.reshape(1, h, w), _weights(edge, dt), _weights(smooth, dt),
-                            out, code, cval)
-    out = out.reshape(h, w)
-    return out if on_device else out.copy_to_host()
+    return _filter2d_gpu(image, True, device, what, launch)
