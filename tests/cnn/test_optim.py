@@ -5,7 +5,7 @@ import io
 import numpy as np
 import pytest
 
-from filtkit.cnn.optim import SGD, Adam, Optimizer
+from filtkit.cnn.optim import SGD, Adam, CosineAnnealingLR, Optimizer
 from filtkit.cnn.parameter import Parameter
 
 torch = pytest.importorskip("torch")
@@ -323,3 +323,35 @@ def test_repr_name_and_rebuild():
                                       "weight_decay": 1e-4}
     assert repr(SGD(params, **sgd.hyperparameters())) == repr(sgd)
     assert repr(Adam(params, **adam.hyperparameters())) == repr(adam)
+
+
+@pytest.mark.parametrize("T_max,eta_min,steps", [(5, 1e-4, 7), (3, 0.05, 3), (1, 1e-3, 2)])
+def test_cosine_annealing_matches_torch(T_max, eta_min, steps):
+    """The learning rate after each epoch equals torch's scheduler (closed form within
+    rounding), and stays at eta_min past T_max."""
+    p = Parameter(np.zeros(3))
+    opt = SGD([p], lr=0.1)
+    sched = CosineAnnealingLR(opt, T_max, eta_min=eta_min)
+    tp = torch.nn.Parameter(torch.zeros(3))
+    topt = torch.optim.SGD([tp], lr=0.1)
+    tsched = torch.optim.lr_scheduler.CosineAnnealingLR(topt, T_max, eta_min=eta_min)
+    for epoch in range(steps):
+        topt.step()
+        tsched.step()
+        sched.step()
+        expected = eta_min if epoch + 1 >= T_max else topt.param_groups[0]["lr"]
+        assert opt.lr == pytest.approx(expected, rel=1e-12, abs=1e-15), epoch
+
+
+def test_cosine_annealing_default_floor_and_bad_input():
+    opt = SGD([Parameter(np.zeros(2))], lr=0.2)
+    sched = CosineAnnealingLR(opt, 2)
+    sched.step()
+    sched.step()
+    assert opt.lr == pytest.approx(0.002)  # base_lr / 100, never the 0 SGD would refuse
+    with pytest.raises(ValueError, match="`T_max`"):
+        CosineAnnealingLR(opt, 0)
+    with pytest.raises(ValueError, match="`eta_min`"):
+        CosineAnnealingLR(opt, 3, eta_min=-1.0)
+    with pytest.raises(TypeError, match="`optimizer`"):
+        CosineAnnealingLR("sgd", 3)
