@@ -2,7 +2,8 @@
 
 ``filtkit demo``     filter scikit-image's sample photos with every filter,
                      compare with scikit-image, write a gallery PNG.
-``filtkit filter``   filter one image file into another.
+``filtkit filter``   filter one image file into another, or every file matching a
+                     pattern into a folder, in parallel on Dask.
 ``filtkit kernels``  list the named kernels and image filters.
 ``filtkit train``    train a CNN on IDX files (MNIST format) or the embedded digits.
 ``filtkit evaluate`` accuracy of a saved model on IDX files.
@@ -10,10 +11,14 @@
 
 Every failure (missing or unreadable file, unknown filter, bad parameter)
 prints one line to stderr and exits with status 2, leaving no output file.
+A batch reports each file it could not filter on its own line, filters the
+rest, and exits with status 1.
 """
 
 import argparse
+import glob
 import inspect
+import logging
 import os
 import re
 import sys
@@ -36,6 +41,10 @@ class _UsageError(Exception):
     pass
 
 
+class _BatchError(Exception):
+    """Some files of a batch failed (each already reported); exit status 1."""
+
+
 # options passed on, under the same names, to the filter functions that take them
 _OPTIONS = ("sigma", "mode", "cval", "truncate", "size", "radius", "amount", "low_sigma",
             "high_sigma")
@@ -49,9 +58,11 @@ def _build_parser():
     demo = sub.add_parser("demo", help="filter sample photos and compare with scikit-image")
     demo.add_argument("--out", default="filtkit-demo", help="output folder (default: %(default)s)")
 
-    filt = sub.add_parser("filter", help="filter one image file")
-    filt.add_argument("input", help="input image (PNG, JPEG, TIFF, ...)")
-    filt.add_argument("output", help="output image; written atomically")
+    filt = sub.add_parser("filter", help="filter one image file, or a pattern of them on Dask")
+    filt.add_argument("input", help="input image (PNG, JPEG, TIFF, ...), or a quoted pattern "
+                                    "such as 'in/*.png' to filter many files in parallel")
+    filt.add_argument("output", help="output image, written atomically; for a pattern, the "
+                                     "output folder (same file names)")
     filt.add_argument("--filter", required=True, dest="name",
                       help="image filter name, or 'correlate'/'convolve' with --kernel")
     filt.add_argument("--kernel",
@@ -68,6 +79,11 @@ def _build_parser():
     filt.add_argument("--high-sigma", type=float)
     filt.add_argument("--rescale", action="store_true",
                       help="stretch the result to [0, 1] before writing (default: clip)")
+    filt.add_argument("--scheduler", metavar="ADDRESS",
+                      help="with a pattern: the dask.distributed scheduler to run on")
+    filt.add_argument("--workers", type=int,
+                      help="with a pattern: worker processes of the local Dask cluster "
+                           "(default: one per core)")
 
     sub.add_parser("kernels", help="list the named kernels and image filters")
 
@@ -99,61 +115,156 @@ def _build_parser():
     return parser
 
 
-def _run_filter(args):
-    from .io import imread, imwrite
+def _filter_plan(name, kernel_name, given):
+    """Resolve ``--filter``, ``--kernel`` and the options to ``(fn, kernel, kwargs)``."""
     from .signal import convolve, correlate
     from .signal.filters import FILTERS
     from .signal.kernels import NAMED
 
     linear = {"correlate": correlate, "convolve": convolve}
-    if args.name not in FILTERS and args.name not in linear:
+    if name not in FILTERS and name not in linear:
         names = ", ".join(sorted(FILTERS) + sorted(linear))
-        raise ValueError(f"`--filter` must be one of {names}; got {args.name!r}")
-    given = {k: getattr(args, k) for k in _OPTIONS if getattr(args, k) is not None}
-    if args.name in linear:
-        if args.kernel not in NAMED:
+        raise ValueError(f"`--filter` must be one of {names}; got {name!r}")
+    given = dict(given)
+    if name in linear:
+        if kernel_name not in NAMED:
             raise ValueError(
-                f"`--kernel` must be one of {', '.join(NAMED)} for --filter {args.name}; "
-                f"got {args.kernel!r}"
+                f"`--kernel` must be one of {', '.join(NAMED)} for --filter {name}; "
+                f"got {kernel_name!r}"
             )
-        factory, defaults = NAMED[args.kernel]
+        factory, defaults = NAMED[kernel_name]
         params = dict(defaults)
         if "sigma" in params and "sigma" in given:
             params["sigma"] = given.pop("sigma")
         kernel = factory(**params)
         allowed = {"mode", "cval"}
-        fn = linear[args.name]
+        fn = linear[name]
         kwargs = {"boundary" if k == "mode" else k: v for k, v in given.items()}
     else:
-        if args.kernel is not None:
+        if kernel_name is not None:
             raise ValueError("`--kernel` only applies to --filter correlate or convolve")
-        fn = FILTERS[args.name]
+        fn = FILTERS[name]
         allowed = set(inspect.signature(fn).parameters)
         kernel = None
         kwargs = given
     extra = sorted(k for k in given if k not in allowed)
     if extra:
         raise ValueError(
-            f"`--{extra[0].replace('_', '-')}` does not apply to filter {args.name!r}"
+            f"`--{extra[0].replace('_', '-')}` does not apply to filter {name!r}"
         )
-    if args.name == "difference_of_gaussians" and "low_sigma" not in kwargs:
+    if name == "difference_of_gaussians" and "low_sigma" not in kwargs:
         raise ValueError("`--low-sigma` is required for --filter difference_of_gaussians")
+    return fn, kernel, kwargs
 
-    image = imread(args.input)
+
+def _filter_file(input, output, plan, rescale):
+    """Read ``input``, filter it, write ``output`` atomically."""
+    from .io import imread, imwrite
+
+    fn, kernel, kwargs = plan
+    image = imread(input)
     if image.ndim not in (2, 3) or (image.ndim == 3 and image.shape[2] > 4):
         raise ValueError(
             f"`input` must hold one grey or colour image, got pixel array of shape {image.shape} "
             f"(an animation or a volume?)"
         )
-    if os.path.exists(args.output) and os.path.samefile(args.input, args.output):
+    if os.path.exists(output) and os.path.samefile(input, output):
         raise ValueError("`output` must differ from `input`; refusing to overwrite the input")
     result = _apply(image, fn, kernel, kwargs)
-    if args.rescale:  # stretch the colour channels, leave alpha alone
+    if rescale:  # stretch the colour channels, leave alpha alone
         colour = result[..., : _colour_channels(result)] if result.ndim == 3 else result
         lo, hi = float(np.min(colour)), float(np.max(colour))
         colour[...] = (colour - lo) / (hi - lo) if hi > lo else 0.0
-    imwrite(args.output, result)
+    imwrite(output, result)
+
+
+def _run_filter(args):
+    given = {k: getattr(args, k) for k in _OPTIONS if getattr(args, k) is not None}
+    plan = _filter_plan(args.name, args.kernel, given)
+    if glob.has_magic(args.input):
+        _run_filter_batch(args, given)
+        return
+    if args.scheduler is not None or args.workers is not None:
+        raise _UsageError("--scheduler and --workers apply to a pattern of input files, "
+                          "such as 'in/*.png'")
+    _filter_file(args.input, args.output, plan, args.rescale)
     print(args.output)
+
+
+def _filter_task(input, output, name, kernel_name, given, rescale):
+    """One file of a batch, on a Dask worker: ``None`` or the reason it failed."""
+    from .distributed import _one_numba_thread
+
+    try:
+        with _one_numba_thread():  # the workers are the parallelism
+            _filter_file(input, output, _filter_plan(name, kernel_name, given), rescale)
+    except Exception as exc:  # reported per file; the batch goes on
+        return " ".join(str(exc).split()) or type(exc).__name__
+    return None
+
+
+def _batch_paths(pattern, outdir):
+    """The (input, output) pairs of a batch, checked before any work starts."""
+    inputs = sorted(p for p in glob.glob(pattern) if os.path.isfile(p))
+    if not inputs:
+        raise _UsageError(f"no files match {pattern!r}")
+    if os.path.exists(outdir) and not os.path.isdir(outdir):
+        raise _UsageError(f"`output` must be a folder for a pattern of inputs, got the file "
+                          f"{outdir!r}")
+    pairs, seen = [], {}
+    for path in inputs:
+        out = os.path.join(outdir, os.path.basename(path))
+        if out in seen:
+            raise _UsageError(f"{seen[out]!r} and {path!r} would both be written to {out!r}")
+        seen[out] = path
+        if os.path.exists(out) and any(os.path.samefile(out, p) for p in inputs):
+            raise _UsageError(f"`output` {outdir!r} would overwrite the input {out!r}; "
+                              f"choose another folder")
+        pairs.append((path, out))
+    return pairs
+
+
+def _run_filter_batch(args, given):
+    from tqdm import tqdm
+
+    if args.scheduler is not None and args.workers is not None:
+        raise _UsageError("give --scheduler or --workers, not both")
+    if args.workers is not None and args.workers < 1:
+        raise _UsageError(f"--workers must be a positive integer, got {args.workers}")
+    pairs = _batch_paths(args.input, args.output)
+    try:
+        from distributed import Client, LocalCluster, as_completed
+    except ImportError as exc:
+        raise _UsageError(f"a pattern of inputs runs on Dask, which is not installed "
+                          f"(pip install 'filtkit[dask]'): {exc}") from None
+    os.makedirs(args.output, exist_ok=True)
+
+    if args.scheduler is not None:
+        cluster, client = None, Client(args.scheduler, timeout="10s")
+    else:
+        cluster = LocalCluster(n_workers=args.workers or os.cpu_count() or 1,
+                               threads_per_worker=1, processes=True, dashboard_address=None,
+                               silence_logs=logging.ERROR)
+        client = Client(cluster)
+    failed = []
+    try:
+        futures = {client.submit(_filter_task, i, o, args.name, args.kernel, given,
+                                 args.rescale, pure=False): (i, o) for i, o in pairs}
+        for future in tqdm(as_completed(futures), total=len(futures), unit="file",
+                           desc="filtering", file=sys.stderr):
+            path, out = futures[future]
+            reason = future.result()
+            if reason is None:
+                print(out)
+            else:
+                failed.append(path)
+                tqdm.write(f"filtkit: skipped {path}: {reason}", file=sys.stderr)
+    finally:
+        client.close()
+        if cluster is not None:
+            cluster.close()
+    if failed:
+        raise _BatchError(f"{len(failed)} of {len(pairs)} files could not be filtered")
 
 
 def _colour_channels(image):
@@ -316,6 +427,9 @@ def main(argv=None):
         message = " ".join(str(exc).split())
         print(f"filtkit: error: {message}", file=sys.stderr)
         return EXIT_USAGE
+    except _BatchError as exc:
+        print(f"filtkit: error: {exc}", file=sys.stderr)
+        return 1
     except KeyboardInterrupt:
         print("filtkit: interrupted", file=sys.stderr)
         return 130

@@ -335,3 +335,59 @@ def test_alpha_is_kept_and_not_rescaled(tmp_path, capsys, channels):
     blurred = skf.gaussian(img_as_float(colour), 3, channel_axis=-1)
     stretched = (blurred - blurred.min()) / (blurred.max() - blurred.min())
     _assert_uint8_matches(got[..., :-1], stretched)
+
+
+# --------------------------------------------------------------------------- batch on Dask
+def test_batch_filters_every_file_and_reports_the_corrupt_one(tmp_path, capsys):
+    pytest.importorskip("distributed")
+    src = tmp_path / "in"
+    src.mkdir()
+    images = {f"img{i}.png": _write_random(src / f"img{i}.png", GREY_SHAPE, 200 + i)
+              for i in range(3)}
+    images["colour.png"] = _write_random(src / "colour.png", RGB_SHAPE, 210)
+    (src / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\n not really")
+    before = {p.name: p.read_bytes() for p in src.iterdir()}
+    out = tmp_path / "out"
+    code = cli.main(["filter", str(src / "*.png"), str(out), "--filter", "gaussian",
+                     "--sigma", "1.5", "--workers", "2"])
+    stdout, stderr = capsys.readouterr()
+    assert code == 1
+    assert sorted(p.name for p in out.iterdir()) == sorted(images)
+    assert sorted(stdout.split()) == sorted(str(out / name) for name in images)
+    skipped = [line for line in stderr.splitlines() if "skipped" in line]
+    assert len(skipped) == 1 and "broken.png" in skipped[0]
+    assert stderr.rstrip().splitlines()[-1] == "filtkit: error: 1 of 5 files could not be filtered"
+    assert "Traceback" not in stderr
+    for name, img in images.items():  # each equals the one-file command's result
+        ref = skf.gaussian(img_as_float(img), sigma=1.5,
+                           channel_axis=-1 if img.ndim == 3 else None)
+        _assert_uint8_matches(_read(out / name), ref)
+    assert {p.name: p.read_bytes() for p in src.iterdir()} == before
+
+
+def test_batch_never_overwrites_an_input(tmp_path, capsys):
+    pytest.importorskip("distributed")
+    for i in range(2):
+        _write_random(tmp_path / f"img{i}.png", GREY_SHAPE, 220 + i)
+    before = {p.name: p.read_bytes() for p in tmp_path.iterdir()}
+    line = _assert_usage_error(
+        capsys, ["filter", tmp_path / "*.png", tmp_path, "--filter", "sobel"],
+        tmp_path, list(before))
+    assert "overwrite the input" in line
+    assert {p.name: p.read_bytes() for p in tmp_path.iterdir()} == before
+
+
+@pytest.mark.parametrize("argv, mention", [
+    (["filter", "{tmp}/none-*.png", "{tmp}/out", "--filter", "sobel"], "no files match"),
+    (["filter", "{tmp}/a.png", "{tmp}/b.png", "--filter", "sobel", "--workers", "2"],
+     "pattern"),
+    (["filter", "{tmp}/*.png", "{tmp}/out", "--filter", "sobel", "--workers", "0"],
+     "--workers"),
+    (["filter", "{tmp}/*.png", "{tmp}/out", "--filter", "sobel", "--workers", "2",
+      "--scheduler", "tcp://127.0.0.1:1"], "not both"),
+])
+def test_batch_usage_errors(tmp_path, capsys, argv, mention):
+    _write_random(tmp_path / "a.png", GREY_SHAPE, 230)
+    line = _assert_usage_error(capsys, [a.format(tmp=tmp_path) for a in argv], tmp_path,
+                               ["a.png"])
+    assert mention in line

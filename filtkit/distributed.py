@@ -1,0 +1,683 @@
+"""filtkit on Dask: the same filters and networks over chunked arrays.
+
+Every function here takes a ``dask.array.Array`` (a numpy array is wrapped
+in one chunk) and returns a lazy dask array whose values equal the
+in-memory :mod:`filtkit.signal` result, for every boundary mode (``wrap``
+included), stride, dilation, and chunks smaller than the kernel's reach.
+Nothing is computed until you call ``.compute()``, ``.to_zarr(...)`` or
+similar, on whatever scheduler is active: Dask's threaded default, or a
+``dask.distributed.Client`` (a LocalCluster or a scheduler address).
+Chunked storage streams: read with ``dask.array.from_zarr`` (or a tiled
+TIFF with :func:`imread_tiled`) and write with ``.to_zarr``, and no worker
+ever holds the whole image.
+
+How the chunks see their neighbours: the input is first extended by the
+boundary mode, once, globally (so ``wrap`` reads the far edge of the
+*image*, not of the chunk, and ``mirror`` is available, which Dask's own
+``map_overlap`` boundaries lack); then every chunk gets the ``reach``
+samples that follow it from its neighbours (``dask.array.overlap``),
+enough for all of its outputs, and runs the in-memory filtkit function on
+that slab.  With a stride, output ``i`` belongs to the chunk holding input
+position ``i * stride``, so output chunks line up with the stride.  Chunks
+smaller than the reach are merged with their neighbours first.
+
+Values equal the in-memory results to floating-point rounding: a slab's
+interior is computed by the same backend functions, but constant-mode
+sums and the choice of FFT or direct method can round differently at a
+chunk's edge.  Inside each task Numba runs on one thread: Dask's tasks are
+the parallelism, and two multi-threaded OpenMP teams on the same cores
+slow each other down many times over (``NUMBA_NOTES.md``).
+
+Needs the extra ``dask`` (``pip install 'filtkit[dask]'``: dask[array] and
+distributed).
+
+Examples
+--------
+>>> import numpy as np
+>>> import dask.array as da
+>>> from filtkit import distributed, signal
+>>> img = np.random.default_rng(0).random((60, 50), dtype=np.float32)
+>>> chunked = da.from_array(img, chunks=(16, 16))
+>>> blurred = distributed.gaussian(chunked, sigma=3, mode="wrap")
+>>> bool(np.allclose(blurred.compute(), signal.gaussian(img, sigma=3, mode="wrap"),
+...                  rtol=1e-5, atol=1e-6))
+True
+"""
+
+import contextlib
+import functools
+import math
+
+import numpy as np
+
+from ._validate import (
+    as_float,
+    check_array,
+    check_axis,
+    check_boundary,
+    check_choice,
+    check_int_tuple,
+    check_real,
+    float_dtype,
+)
+from .backends import cpu
+from .signal import _correlate as _corr
+from .signal import filters as _filters
+from .signal.kernels import _radius
+
+try:  # the extra `dask`; importing filtkit never needs it
+    import dask.array as da
+except ImportError as _exc:  # pragma: no cover - dask missing
+    da = None
+    _IMPORT_ERROR = _exc
+
+
+def _dask():
+    if da is None:  # pragma: no cover - dask missing
+        raise ImportError("filtkit.distributed needs dask: pip install 'filtkit[dask]' "
+                          f"({_IMPORT_ERROR})")
+    return da
+
+
+def _as_dask(x, name):
+    """``x`` as a dask array of a real numeric dtype with known chunk sizes."""
+    da = _dask()
+    if not isinstance(x, da.Array):
+        x = da.from_array(check_array(x, name), chunks=-1)
+    kind = x.dtype.kind
+    if kind == "c":
+        raise TypeError(f"`{name}` must be real, got complex dtype {x.dtype}")
+    if kind not in "biuf":
+        raise TypeError(f"`{name}` must be a real numeric array, got dtype {x.dtype}")
+    if x.size == 0:
+        raise ValueError(f"`{name}` must not be empty, got shape {x.shape}")
+    if any(math.isnan(c) for chunks in x.chunks for c in chunks):
+        raise ValueError(f"`{name}` must have known chunk sizes (call `{name}.compute_chunk_"
+                         f"sizes()` first), got {x.chunks}")
+    return x
+
+
+@contextlib.contextmanager
+def _one_numba_thread():
+    """Numba's parallel regions on one thread in this (task) thread only."""
+    import numba
+
+    before = numba.get_num_threads()
+    numba.set_num_threads(1)
+    try:
+        yield
+    finally:
+        numba.set_num_threads(before)
+
+
+def _to_float(block, scale, dtype):
+    return as_float(block, scale=scale, dtype=dtype)
+
+
+def _float_image(x, scale):
+    """The lazy float image the in-memory function would convert ``x`` to."""
+    dtype = float_dtype(x.dtype)
+    if x.dtype == dtype and x.dtype.isnative:
+        return x
+    return x.map_blocks(_to_float, scale, dtype, dtype=dtype)
+
+
+# -- the chunk plan -------------------------------------------------------------
+class _Axis:
+    """One axis of a sliding-window operation on the boundary-extended input.
+
+    Output ``i`` reads the extended input ``E[i*stride : i*stride + keff]``,
+    where ``E[p]`` is the (boundary-mapped) input sample ``p - before``.
+    """
+
+    def __init__(self, n, keff, stride, before, n_out):
+        self.n, self.keff, self.stride, self.before, self.n_out = n, keff, stride, before, n_out
+        self.length = (n_out - 1) * stride + keff  # of E
+        self.after = self.length - before - n  # negative: the input's tail is never read
+
+
+def _extend(x, axis, plan, code, cval):
+    """``x`` extended (or cut) along ``axis`` to the plan's ``E``, lazily."""
+    da = _dask()
+    n, before, after = plan.n, plan.before, plan.after
+    whole = x
+    if after < 0:
+        x = x[(slice(None),) * axis + (slice(0, n + after),)]
+    if before == 0 and after <= 0:
+        return x
+    if code == 0:  # constant: cval beyond the edge
+        def part(width, _):
+            shape = x.shape[:axis] + (width,) + x.shape[axis + 1:]
+            chunks = x.chunks[:axis] + ((width,),) + x.chunks[axis + 1:]
+            return da.full(shape, cval, dtype=x.dtype, chunks=chunks)
+    else:  # the same index map as the in-memory backend, over the whole axis
+        idx = cpu.boundary_index(n, before, max(after, 0), code)
+
+        def part(width, where):
+            return da.take(whole, idx[where], axis=axis)
+    parts = [part(before, slice(0, before))] if before else []
+    parts.append(x)
+    if after > 0:
+        parts.append(part(after, slice(before + n, None)))
+    return da.concatenate(parts, axis=axis)
+
+
+def _chunk_edges(in_chunks, plan):
+    """The E-chunk lengths along one axis: E is cut where the input's chunks end
+    (so output chunks follow input chunks, divided by the stride), and chunks
+    shorter than the reach ``keff - 1`` are merged into their predecessor."""
+    reach = plan.keff - 1
+    bounds = np.cumsum((0,) + tuple(in_chunks))[1:-1]
+    bounds = [int(b) for b in bounds if 0 < b < plan.length]
+    edges = [0] + bounds + [plan.length]
+    sizes = [b - a for a, b in zip(edges[:-1], edges[1:])]
+    merged = []
+    for s in sizes:  # every chunk but the first must be at least `reach` long
+        if merged and (s < reach or merged[-1] < reach):
+            merged[-1] += s
+        else:
+            merged.append(s)
+    return tuple(merged)
+
+
+def _outputs(chunks, plan):
+    """``(starts, first, counts)`` per E-chunk: its start in E, the offset of its
+    first output's window within it, and how many outputs it holds."""
+    starts, first, counts = [], [], []
+    pos = 0
+    for size in chunks:
+        i0 = -(-pos // plan.stride)
+        i1 = min(-(-(pos + size) // plan.stride), plan.n_out)
+        starts.append(pos)
+        first.append(i0 * plan.stride - pos)
+        counts.append(max(0, i1 - i0))
+        pos += size
+    return starts, first, counts
+
+
+def _run_block(block, op, plans, firsts, counts, dtype, block_id=None):
+    """One task: cut this chunk's windows out of its slab and run ``op``."""
+    index, shape = [], []
+    for axis, plan in enumerate(plans):
+        k = block_id[axis]
+        c = counts[axis][k]
+        t = firsts[axis][k]
+        index.append(slice(t, t + (c - 1) * plan.stride + plan.keff) if c else slice(0, 0))
+        shape.append(c)
+    if 0 in shape:
+        return np.empty(shape, dtype=dtype)
+    with _one_numba_thread():
+        out = op(block[tuple(index)])
+    return out
+
+
+def _sliding(x, plans, code, cval, op, dtype):
+    """The lazy result of the sliding-window operation ``op`` (planned per axis
+    by ``plans``) on the float dask array ``x``."""
+    da = _dask()
+    from dask.array.overlap import overlap
+
+    e = x
+    for axis, plan in enumerate(plans):
+        e = _extend(e, axis, plan, code, cval)
+    chunks = tuple(_chunk_edges(c, p) for c, p in zip(x.chunks, plans))
+    e = e.rechunk(chunks)
+    depth = {axis: (0, p.keff - 1 if len(c) > 1 else 0)
+             for axis, (c, p) in enumerate(zip(chunks, plans))}
+    if any(d[1] for d in depth.values()):
+        e = overlap(e, depth=depth, boundary="none", allow_rechunk=False)
+    layout = [_outputs(c, p) for c, p in zip(chunks, plans)]
+    firsts = tuple(tuple(f) for _, f, _ in layout)
+    counts = tuple(tuple(n) for _, _, n in layout)
+    return da.map_blocks(
+        _run_block, e, op, tuple(plans), firsts, counts, dtype, chunks=counts, dtype=dtype,
+        meta=np.empty((0,) * x.ndim, dtype=dtype),
+    )
+
+
+# -- correlate / convolve ---------------------------------------------------------
+def _valid_correlate(slab, w, stride, dilation, channel_axis, method):
+    return _corr.correlate(slab, w, mode="valid", stride=stride, dilation=dilation,
+                           channel_axis=channel_axis, method=method)
+
+
+def _correlate(x, kernel, flip, mode, boundary, cval, stride, dilation, channel_axis,
+               method):
+    x = _as_dask(x, "x")
+    if x.ndim not in (1, 2, 3):
+        raise ValueError(f"`x` must be 1 or 2 or 3-dimensional, got {x.ndim} dimensions "
+                         f"(shape {x.shape})")
+    check_choice(method, "method", _corr.METHODS)
+    kernel, code, cval, stride, dilation, channel_axis = _corr._check(
+        x, kernel, mode, boundary, cval, stride, dilation, channel_axis)
+    dtype = float_dtype(x.dtype)
+    w = as_float(kernel, dtype=dtype)
+    if flip:
+        w = np.ascontiguousarray(w[(slice(None, None, -1),) * w.ndim])
+    xf = _float_image(x, scale=False)
+    spatial = [a for a in range(x.ndim) if a != channel_axis]
+    plans = [None] * x.ndim
+    for axis, k, s, d in zip(spatial[-w.ndim:], w.shape, stride, dilation):
+        off, n_out = _corr._axis_plan(x.shape[axis], k, mode, s, d)
+        plans[axis] = _Axis(x.shape[axis], d * (k - 1) + 1, s, off, n_out)
+    for axis in range(x.ndim):
+        if plans[axis] is None:  # the channel axis: no window
+            plans[axis] = _Axis(x.shape[axis], 1, 1, 0, x.shape[axis])
+    op = functools.partial(_valid_correlate, w=w, stride=stride, dilation=dilation,
+                           channel_axis=channel_axis, method=method)
+    return _sliding(xf, plans, code, cval, op, dtype)
+
+
+_DASK_NOTE = """
+    On a dask array ``x``, the lazy dask array that :func:`filtkit.signal.{name}`
+    gives in memory, computed chunk by chunk (see :mod:`filtkit.distributed`).
+    ``out`` and ``device`` are not offered: the result is a dask array.
+
+    Parameters
+    ----------
+    x : dask.array.Array or array_like
+        1-D, 2-D or 3-D input as in :func:`filtkit.signal.{name}`.
+    kernel : array_like
+        The kernel (an in-memory array).
+    mode, boundary, cval, stride, dilation, channel_axis, method
+        As :func:`filtkit.signal.{name}`.
+
+    Returns
+    -------
+    dask.array.Array
+        Float32 for float32 (and float16) input, else float64.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> import dask.array as da
+    >>> from filtkit import distributed
+    >>> x = da.arange(12.0, chunks=4)
+    >>> distributed.{name}(x, np.array([1.0, 0.0, -1.0]), boundary="wrap").compute()
+    {example}
+"""
+
+
+def correlate(x, kernel, *, mode="same", boundary="constant", cval=0.0, stride=1, dilation=1,
+              channel_axis=None, method="auto"):
+    return _correlate(x, kernel, False, mode, boundary, cval, stride, dilation, channel_axis,
+                      method)
+
+
+def convolve(x, kernel, *, mode="same", boundary="constant", cval=0.0, stride=1, dilation=1,
+             channel_axis=None, method="auto"):
+    return _correlate(x, kernel, True, mode, boundary, cval, stride, dilation, channel_axis,
+                      method)
+
+
+correlate.__doc__ = "Cross-correlation on Dask." + _DASK_NOTE.format(
+    name="correlate",
+    example="array([10., -2., -2., -2., -2., -2., -2., -2., -2., -2., -2., 10.])")
+convolve.__doc__ = "True convolution on Dask." + _DASK_NOTE.format(
+    name="convolve",
+    example="array([-10.,   2.,   2.,   2.,   2.,   2.,   2.,   2.,   2.,   2.,   2.,\n"
+            "           -10.])")
+
+
+# -- image filters ------------------------------------------------------------------
+def _centred(x, reach):
+    """Stride-1 'same' plans with ``reach[axis]`` samples on each side."""
+    return [_Axis(n, 2 * r + 1, 1, r, n) for n, r in zip(x.shape, reach)]
+
+
+def _crop_filter(slab, func, reach, kwargs):
+    """``func`` on the slab, keeping the outputs whose windows lie inside it."""
+    out = func(slab, **kwargs)
+    return out[tuple(slice(r, out.shape[a] - r) for a, r in enumerate(reach))]
+
+
+def _filter(func, image, reach, code, cval, kwargs, *, scale=True):
+    """``func(image, **kwargs)`` chunk by chunk; every output reads at most
+    ``reach[axis]`` samples either side, beyond the edge through ``code``."""
+    xf = _float_image(image, scale=scale)
+    op = functools.partial(_crop_filter, func=func, reach=tuple(reach), kwargs=kwargs)
+    return _sliding(xf, _centred(xf, reach), code, cval, op, xf.dtype)
+
+
+def _image_array(image, ndims=None):
+    image = _as_dask(image, "image")
+    if ndims is not None and image.ndim not in ndims:
+        raise ValueError(f"`image` must be {' or '.join(map(str, ndims))}-dimensional, got "
+                         f"{image.ndim} dimensions (shape {image.shape})")
+    return image
+
+
+def _gaussian_reach(sigmas, truncate):
+    return [_radius(s, truncate)[1] if s > 1e-15 else 0 for s in sigmas]
+
+
+def _channel_axis(channel_axis, ndim):
+    return None if channel_axis is None else check_axis(channel_axis, ndim, "channel_axis")
+
+
+def gaussian(image, sigma=1.0, *, mode="nearest", cval=0, preserve_range=False, truncate=4.0,
+             channel_axis=None):
+    """Gaussian blur on Dask; the arguments and results of :func:`filtkit.signal.gaussian`.
+
+    The halo is the kernel's radius ``int(truncate * sigma + 0.5)`` per axis.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> import dask.array as da
+    >>> from filtkit import distributed, signal
+    >>> img = np.random.default_rng(1).random((40, 40))
+    >>> out = distributed.gaussian(da.from_array(img, chunks=7), sigma=2, mode="mirror")
+    >>> bool(np.allclose(out.compute(), signal.gaussian(img, sigma=2, mode="mirror")))
+    True
+    """
+    image = _image_array(image)
+    channel_axis = _channel_axis(channel_axis, image.ndim)
+    sigmas = _filters._per_axis(sigma, "sigma", image.ndim, channel_axis)
+    code, cval = check_boundary(mode, cval, name="mode")
+    truncate = check_real(truncate, "truncate", minimum=0.0)
+    reach = _gaussian_reach(sigmas, truncate)
+    return _filter(_filters.gaussian, image, reach, code, cval,
+                   dict(sigma=sigma, mode=mode, cval=cval, truncate=truncate,
+                        channel_axis=channel_axis, preserve_range=True),
+                   scale=not preserve_range)
+
+
+def uniform(image, size=3, *, mode="reflect", cval=0.0, preserve_range=False,
+            channel_axis=None):
+    """Box (mean) blur on Dask, as :func:`filtkit.signal.uniform`.
+
+    Examples
+    --------
+    >>> import dask.array as da
+    >>> from filtkit import distributed
+    >>> distributed.uniform(da.from_array([0.0, 0.0, 3.0, 0.0, 0.0], chunks=2), 3).compute()
+    array([0., 1., 1., 1., 0.])
+    """
+    image = _image_array(image)
+    channel_axis = _channel_axis(channel_axis, image.ndim)
+    sizes = _filters._per_axis(size, "size", image.ndim, channel_axis)
+    code, cval = check_boundary(mode, cval, name="mode")
+    for axis, s in enumerate(sizes):
+        if s != int(s) or (s < 1 and axis != channel_axis):
+            raise ValueError(f"`size` must be integers >= 1, got {size!r}")
+    return _filter(_filters.uniform, image, [int(s) // 2 for s in sizes], code, cval,
+                   dict(size=size, mode=mode, cval=cval, channel_axis=channel_axis,
+                        preserve_range=True),
+                   scale=not preserve_range)
+
+
+def _edge(name, axis=None, directional=False):
+    func = getattr(_filters, name)
+
+    def edge(image, *, mode="reflect", cval=0.0, _axis=axis):
+        image = _image_array(image, (2,) if directional else None)
+        code, cval = check_boundary(mode, cval, name="mode")
+        kwargs = dict(mode=mode, cval=cval)
+        if _axis is not None:
+            kwargs["axis"] = _axis
+        return _filter(func, image, [1] * image.ndim, code, cval, kwargs)
+
+    def edge_fixed(image):  # the directional ones take no mode, as scikit-image
+        image = _image_array(image, (2,))
+        return _filter(func, image, [1, 1], 1, 0.0, {})
+
+    fn = edge_fixed if directional else edge
+    fn.__name__ = fn.__qualname__ = name
+    fn.__doc__ = f"""``filtkit.signal.{name}`` on Dask (a halo of one sample).
+
+    ``mask`` is not offered; multiply by a dask mask instead.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> import dask.array as da
+    >>> from filtkit import distributed, signal
+    >>> img = np.random.default_rng(2).random((30, 20))
+    >>> out = distributed.{name}(da.from_array(img, chunks=(7, 6))).compute()
+    >>> bool(np.allclose(out, signal.{name}(img)))
+    True
+    """
+    return fn
+
+
+sobel = _edge("sobel")
+prewitt = _edge("prewitt")
+scharr = _edge("scharr")
+sobel_h, sobel_v = _edge("sobel_h", directional=True), _edge("sobel_v", directional=True)
+prewitt_h, prewitt_v = _edge("prewitt_h", directional=True), _edge("prewitt_v", directional=True)
+scharr_h, scharr_v = _edge("scharr_h", directional=True), _edge("scharr_v", directional=True)
+roberts = _edge("roberts", directional=True)
+roberts_pos_diag = _edge("roberts_pos_diag", directional=True)
+roberts_neg_diag = _edge("roberts_neg_diag", directional=True)
+
+
+def laplace(image, ksize=3):
+    """The Laplace operator on Dask, as :func:`filtkit.signal.laplace`.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> import dask.array as da
+    >>> from filtkit import distributed
+    >>> img = np.zeros((5, 5)); img[2, 2] = 1.0
+    >>> distributed.laplace(da.from_array(img, chunks=2)).compute()[1:4, 1:4]
+    array([[ 0., -1.,  0.],
+           [-1.,  4., -1.],
+           [ 0., -1.,  0.]])
+    """
+    image = _image_array(image)
+    return _filter(_filters.laplace, image, [1] * image.ndim, 1, 0.0, dict(ksize=ksize))
+
+
+def _unsharp_block(block, lo, radius, amount, channel_axis):
+    out = _filters.unsharp_mask(block, radius, amount, True, channel_axis=channel_axis)
+    if lo is not None:
+        np.clip(out, -1.0 if lo else 0.0, 1.0, out=out)
+    return out
+
+
+def unsharp_mask(image, radius=1.0, amount=1.0, preserve_range=False, *, channel_axis=None):
+    """Unsharp masking on Dask, as :func:`filtkit.signal.unsharp_mask`.
+
+    The clipping range ([0, 1], or [-1, 1] when the *whole* image has a
+    negative value) is decided from the whole image, by a Dask reduction
+    in the same graph.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> import dask.array as da
+    >>> from filtkit import distributed, signal
+    >>> img = np.random.default_rng(3).random((30, 30))
+    >>> out = distributed.unsharp_mask(da.from_array(img, chunks=8), radius=2).compute()
+    >>> bool(np.allclose(out, signal.unsharp_mask(img, radius=2)))
+    True
+    """
+    da = _dask()
+    image = _image_array(image)
+    channel_axis = _channel_axis(channel_axis, image.ndim)
+    amount = check_real(amount, "amount")
+    radii = _filters._per_axis(radius, "radius", image.ndim, channel_axis)
+    reach = _gaussian_reach(radii, 4.0)
+    xf = _float_image(image, scale=not preserve_range)
+    sharp = _filter(_filters.unsharp_mask, xf, reach, 1, 0.0,
+                    dict(radius=radius, amount=amount, preserve_range=True,
+                         channel_axis=channel_axis))
+    if preserve_range:
+        return sharp
+    negative = da.any(xf < 0)
+    return da.map_blocks(_clip, sharp, negative, dtype=sharp.dtype)
+
+
+def _clip(block, negative):
+    return np.clip(block, -1.0 if negative else 0.0, 1.0)
+
+
+def difference_of_gaussians(image, low_sigma, high_sigma=None, *, mode="nearest", cval=0,
+                            channel_axis=None, truncate=4.0):
+    """Band-pass filter on Dask, as :func:`filtkit.signal.difference_of_gaussians`.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> import dask.array as da
+    >>> from filtkit import distributed, signal
+    >>> img = np.random.default_rng(4).random((30, 30))
+    >>> out = distributed.difference_of_gaussians(da.from_array(img, chunks=9), 1, 3)
+    >>> bool(np.allclose(out.compute(), signal.difference_of_gaussians(img, 1, 3)))
+    True
+    """
+    image = _image_array(image)
+    channel_axis = _channel_axis(channel_axis, image.ndim)
+    low = _filters._per_axis(low_sigma, "low_sigma", image.ndim, channel_axis)
+    high = ([1.6 * s for s in low] if high_sigma is None
+            else _filters._per_axis(high_sigma, "high_sigma", image.ndim, channel_axis))
+    code, cval = check_boundary(mode, cval, name="mode")
+    truncate = check_real(truncate, "truncate", minimum=0.0)
+    reach = [max(a, b) for a, b in zip(_gaussian_reach(low, truncate),
+                                      _gaussian_reach(high, truncate))]
+    return _filter(_filters.difference_of_gaussians, image, reach, code, cval,
+                   dict(low_sigma=low_sigma, high_sigma=high_sigma, mode=mode, cval=cval,
+                        channel_axis=channel_axis, truncate=truncate))
+
+
+#: the image filters by name, as :data:`filtkit.signal.filters.FILTERS`
+FILTERS = {
+    "gaussian": gaussian, "uniform": uniform, "sobel": sobel, "sobel_h": sobel_h,
+    "sobel_v": sobel_v, "prewitt": prewitt, "prewitt_h": prewitt_h, "prewitt_v": prewitt_v,
+    "scharr": scharr, "scharr_h": scharr_h, "scharr_v": scharr_v, "roberts": roberts,
+    "laplace": laplace, "unsharp_mask": unsharp_mask,
+    "difference_of_gaussians": difference_of_gaussians,
+}
+
+
+# -- chunked storage ----------------------------------------------------------------
+def _read_tiff_block(path, series, level, block_info=None):
+    import tifffile
+    import zarr
+
+    region = tuple(slice(a, b) for a, b in block_info[None]["array-location"])
+    with tifffile.TiffFile(path) as tif:
+        z = zarr.open(tif.aszarr(series=series, level=level), mode="r")
+        return np.asarray(z[region])
+
+
+def imread_tiled(path, *, chunks=None, series=0, level=0):
+    """A (tiled) TIFF as a lazy dask array whose tasks each read their own region.
+
+    Unlike ``da.from_zarr(tifffile.imread(path, aszarr=True))``, whose open
+    file cannot travel to other processes, every task here opens the file
+    by its path, so it works on a dask.distributed cluster as on threads;
+    the file must be readable at ``path`` on every worker.
+
+    Parameters
+    ----------
+    path : str or os.PathLike
+        The TIFF file (tiled or striped; BigTIFF and OME-TIFF included).
+    chunks : int, tuple or None
+        Chunk shape; by default the file's tiles (its strips for a striped
+        file), with every axis beyond the first two whole.
+    series, level : int
+        Which image series and pyramid level of the file to read.
+
+    Returns
+    -------
+    dask.array.Array
+
+    Examples
+    --------
+    >>> import numpy as np, tifffile
+    >>> from filtkit import distributed, signal
+    >>> img = np.random.default_rng(0).random((96, 80), dtype=np.float32)
+    >>> tifffile.imwrite("tiles.tif", img, tile=(32, 32))
+    >>> chunked = distributed.imread_tiled("tiles.tif")
+    >>> chunked.chunks
+    ((32, 32, 32), (32, 32, 16))
+    >>> bool(np.array_equal(chunked.compute(), img))
+    True
+    >>> import os; os.remove("tiles.tif")
+    """
+    import os
+
+    import tifffile
+
+    da = _dask()
+    path = os.fspath(path)
+    with tifffile.TiffFile(path) as tif:
+        s = tif.series[series]
+        shape, dtype = tuple(s.levels[level].shape), np.dtype(s.dtype)
+        page = s.levels[level].pages[0]
+        if chunks is None:
+            if getattr(page, "is_tiled", False):
+                tile = (page.tilelength, page.tilewidth)
+            else:
+                tile = (page.rowsperstrip or shape[0], shape[1] if len(shape) > 1 else 1)
+            chunks = tile[: len(shape)] + shape[2:]
+    template = da.empty(shape, dtype=dtype, chunks=chunks)
+    return da.map_blocks(_read_tiff_block, path, series, level, chunks=template.chunks,
+                         dtype=dtype, meta=np.empty((0,) * len(shape), dtype=dtype))
+
+
+# -- networks -------------------------------------------------------------------------
+def _predict_block(block, model, batch_size, proba):
+    with _one_numba_thread():
+        if proba:
+            return model.predict_proba(block, batch_size=batch_size)
+        return model.predict(block, batch_size=batch_size)
+
+
+def predict(model, images, *, batch_size=256, proba=False):
+    """A trained network's predictions over a dask array of images, chunk by chunk.
+
+    Parameters
+    ----------
+    model : filtkit.cnn.Sequential
+        A trained model (it travels to the workers once, as one graph key).
+    images : dask.array.Array or array_like
+        ``(N, C, H, W)`` or, for one-channel models, whatever the model's
+        ``predict`` accepts; chunked along N only (other axes are joined).
+    batch_size : int
+        Samples per forward pass inside a chunk.
+    proba : bool
+        Return the class probabilities ``(N, classes)`` instead of the
+        labels ``(N,)``.
+
+    Returns
+    -------
+    dask.array.Array
+        int64 labels, or probabilities in the model's dtype.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> import dask.array as da
+    >>> from filtkit import cnn, distributed
+    >>> model = cnn.lenet5(input_size=8, seed=0)
+    >>> imgs = da.from_array(np.random.default_rng(0).random((10, 1, 8, 8)), chunks=4)
+    >>> labels = distributed.predict(model, imgs)
+    >>> bool((labels.compute() == model.predict(imgs.compute())).all())
+    True
+    """
+    import dask
+
+    images = _as_dask(images, "images")
+    batch_size = check_int_tuple(batch_size, "batch_size", 1)[0]
+    if images.ndim < 2:
+        raise ValueError(f"`images` must be (N, ...) samples, got shape {images.shape}")
+    n_classes = model._n_classes(images.shape[1:], "images")
+    images = images.rechunk({a: -1 for a in range(1, images.ndim)})
+    blocks = [c for c in images.chunks[0]]
+    dmodel = dask.delayed(model, pure=True)
+    if proba:
+        return images.map_blocks(
+            _predict_block, dmodel, batch_size, True, dtype=model.dtype,
+            chunks=(tuple(blocks), (n_classes,)), drop_axis=list(range(2, images.ndim)),
+            meta=np.empty((0, 0), dtype=model.dtype))
+    return images.map_blocks(
+        _predict_block, dmodel, batch_size, False, dtype=np.int64, chunks=(tuple(blocks),),
+        drop_axis=list(range(1, images.ndim)), meta=np.empty((0,), dtype=np.int64))
+
+
+__all__ = ["FILTERS", "convolve", "correlate", "imread_tiled", "predict",
+           *sorted(FILTERS)]
