@@ -162,37 +162,45 @@ def _extend(x, axis, plan, code, cval):
     return da.concatenate(parts, axis=axis)
 
 
-def _chunk_edges(in_chunks, plan):
-    """The E-chunk lengths along one axis: E is cut where the input's chunks end
-    (so output chunks follow input chunks, divided by the stride), and chunks
-    shorter than the reach ``keff - 1`` are merged into their predecessor."""
-    reach = plan.keff - 1
-    bounds = np.cumsum((0,) + tuple(in_chunks))[1:-1]
-    bounds = [int(b) for b in bounds if 0 < b < plan.length]
-    edges = [0] + bounds + [plan.length]
-    sizes = [b - a for a, b in zip(edges[:-1], edges[1:])]
+def _merge_edges(chunks, plan):
+    """The extended axis's chunks with the boundary slivers joined to their
+    neighbours, so that the chunks inside are the input's own (no data moves);
+    then chunks shorter than the overlap are merged into their predecessor."""
+    chunks = list(chunks)
+    if plan.before and len(chunks) > 1:
+        chunks[1:2] = [chunks[0] + chunks[1]]
+        del chunks[0]
+    if plan.after > 0 and len(chunks) > 1:
+        chunks[-2:] = [chunks[-2] + chunks[-1]]
+    need = max(plan.before, plan.keff - 1 - plan.before)
     merged = []
-    for s in sizes:  # every chunk but the first must be at least `reach` long
-        if merged and (s < reach or merged[-1] < reach):
-            merged[-1] += s
+    for size in chunks:
+        if merged and (size < need or merged[-1] < need):
+            merged[-1] += size
         else:
-            merged.append(s)
+            merged.append(size)
     return tuple(merged)
 
 
 def _outputs(chunks, plan):
-    """``(starts, first, counts)`` per E-chunk: its start in E, the offset of its
-    first output's window within it, and how many outputs it holds."""
-    starts, first, counts = [], [], []
-    pos = 0
-    for size in chunks:
-        i0 = -(-pos // plan.stride)
-        i1 = min(-(-(pos + size) // plan.stride), plan.n_out)
-        starts.append(pos)
-        first.append(i0 * plan.stride - pos)
+    """``(first, counts)`` per chunk: the offset of its first output's window in
+    its slab, and how many outputs it holds.
+
+    With the overlap ``(before, keff - 1 - before)`` chunk ``k``'s slab starts
+    at ``E[b_k]``, where ``b_k`` is where the chunk starts in the input
+    (``0`` for the first); it holds the outputs ``i`` whose windows start in
+    ``E[b_k, b_{k+1})``, the last one also those beyond.
+    """
+    edges = np.cumsum((0,) + tuple(chunks))
+    starts = [0] + [int(b) - plan.before for b in edges[1:-1]]
+    ends = starts[1:] + [plan.length]
+    first, counts = [], []
+    for a, b in zip(starts, ends):
+        i0 = -(-a // plan.stride)
+        i1 = min(-(-b // plan.stride), plan.n_out)
+        first.append(i0 * plan.stride - a)
         counts.append(max(0, i1 - i0))
-        pos += size
-    return starts, first, counts
+    return first, counts
 
 
 def _run_block(block, op, plans, firsts, counts, dtype, block_id=None):
@@ -220,15 +228,15 @@ def _sliding(x, plans, code, cval, op, dtype):
     e = x
     for axis, plan in enumerate(plans):
         e = _extend(e, axis, plan, code, cval)
-    chunks = tuple(_chunk_edges(c, p) for c, p in zip(x.chunks, plans))
+    chunks = tuple(_merge_edges(c, p) for c, p in zip(e.chunks, plans))
     e = e.rechunk(chunks)
-    depth = {axis: (0, p.keff - 1 if len(c) > 1 else 0)
+    depth = {axis: (p.before, p.keff - 1 - p.before) if len(c) > 1 else (0, 0)
              for axis, (c, p) in enumerate(zip(chunks, plans))}
-    if any(d[1] for d in depth.values()):
+    if any(any(d) for d in depth.values()):
         e = overlap(e, depth=depth, boundary="none", allow_rechunk=False)
     layout = [_outputs(c, p) for c, p in zip(chunks, plans)]
-    firsts = tuple(tuple(f) for _, f, _ in layout)
-    counts = tuple(tuple(n) for _, _, n in layout)
+    firsts = tuple(tuple(f) for f, _ in layout)
+    counts = tuple(tuple(n) for _, n in layout)
     return da.map_blocks(
         _run_block, e, op, tuple(plans), firsts, counts, dtype, chunks=counts, dtype=dtype,
         meta=np.empty((0,) * x.ndim, dtype=dtype),
