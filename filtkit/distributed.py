@@ -50,6 +50,7 @@ import math
 
 import numpy as np
 
+from ._config import BOUNDARY_CODES
 from ._validate import (
     as_float,
     check_array,
@@ -172,14 +173,7 @@ def _merge_edges(chunks, plan):
         del chunks[0]
     if plan.after > 0 and len(chunks) > 1:
         chunks[-2:] = [chunks[-2] + chunks[-1]]
-    need = max(plan.before, plan.keff - 1 - plan.before)
-    merged = []
-    for size in chunks:
-        if merged and (size < need or merged[-1] < need):
-            merged[-1] += size
-        else:
-            merged.append(size)
-    return tuple(merged)
+    return _merge_small(chunks, max(plan.before, plan.keff - 1 - plan.before))
 
 
 def _outputs(chunks, plan):
@@ -203,8 +197,32 @@ def _outputs(chunks, plan):
     return first, counts
 
 
-def _run_block(block, op, plans, firsts, counts, dtype, block_id=None):
-    """One task: cut this chunk's windows out of its slab and run ``op``."""
+def _edge_pieces(block, edges, cval, block_id, nblocks):
+    """The first and last chunks along an axis: the boundary samples added to the
+    slab from the slab itself (``edges[axis]`` = local indices before/after it,
+    ``-1`` meaning ``cval``), one axis after another, corners included."""
+    for axis, (pre, post) in enumerate(edges):
+        k = block_id[axis]
+        parts = [block]
+        if k == 0 and pre is not None:
+            parts.insert(0, _gather(block, pre, axis, cval))
+        if k == nblocks[axis] - 1 and post is not None:
+            parts.append(_gather(block, post, axis, cval))
+        if len(parts) > 1:
+            block = np.concatenate(parts, axis=axis)
+    return block
+
+
+def _gather(block, idx, axis, cval):
+    if idx[0] < 0:  # constant
+        shape = block.shape[:axis] + (len(idx),) + block.shape[axis + 1:]
+        return np.full(shape, cval, dtype=block.dtype)
+    return np.take(block, idx, axis=axis)
+
+
+def _run_block(block, op, plans, firsts, counts, dtype, edges, cval, block_id=None):
+    """One task: complete the slab at the image's edges (when ``edges``), cut this
+    chunk's windows out of it and run ``op``."""
     index, shape = [], []
     for axis, plan in enumerate(plans):
         k = block_id[axis]
@@ -214,9 +232,50 @@ def _run_block(block, op, plans, firsts, counts, dtype, block_id=None):
         shape.append(c)
     if 0 in shape:
         return np.empty(shape, dtype=dtype)
+    if edges is not None:
+        block = _edge_pieces(block, edges, cval, block_id, [len(n) for n in counts])
     with _one_numba_thread():
         out = op(block[tuple(index)])
     return out
+
+
+def _merge_small(chunks, need):
+    """Chunks shorter than ``need`` merged into their predecessor (or successor)."""
+    merged = []
+    for size in chunks:
+        if merged and (size < need or merged[-1] < need):
+            merged[-1] += size
+        else:
+            merged.append(size)
+    return tuple(merged)
+
+
+def _local_plan(x, plans, code):
+    """The input cut to what is read, its chunks, and per axis the local indices of
+    the boundary samples in the first and last chunks' slabs; None when some
+    boundary sample lies outside its edge chunk's slab (wrap; tiny edge chunks),
+    where the whole input is extended instead."""
+    if code == BOUNDARY_CODES["wrap"]:
+        return None
+    for axis, plan in enumerate(plans):
+        if plan.after < 0:
+            x = x[(slice(None),) * axis + (slice(0, plan.n + plan.after),)]
+    chunks, edges = [], []
+    for axis, plan in enumerate(plans):
+        c = _merge_small(x.chunks[axis], max(plan.before, plan.keff - 1 - plan.before))
+        idx = cpu.boundary_index(plan.n, plan.before, max(plan.after, 0), code)
+        pre = idx[:plan.before] if plan.before else None
+        post = idx[plan.before + plan.n:] if plan.after > 0 else None
+        first_len = c[0] + (plan.keff - 1 - plan.before if len(c) > 1 else 0)
+        last_start = sum(c[:-1]) - plan.before if len(c) > 1 else 0
+        if post is not None and code != 0:
+            post = post - last_start
+        if code != 0 and ((pre is not None and pre.max() >= first_len)
+                          or (post is not None and post.min() < 0)):
+            return None
+        chunks.append(c)
+        edges.append((pre, post))
+    return x.rechunk(tuple(chunks)), tuple(edges)
 
 
 def _sliding(x, plans, code, cval, op, dtype):
@@ -225,21 +284,31 @@ def _sliding(x, plans, code, cval, op, dtype):
     da = _dask()
     from dask.array.overlap import overlap
 
-    e = x
-    for axis, plan in enumerate(plans):
-        e = _extend(e, axis, plan, code, cval)
-    chunks = tuple(_merge_edges(c, p) for c, p in zip(e.chunks, plans))
-    e = e.rechunk(chunks)
+    local = _local_plan(x, plans, code)
+    if local is not None:  # boundary samples come from the edge chunks themselves
+        e, edges = local
+        e_chunks = []  # the chunks of the extended input E that the slabs stand for
+        for c, p in zip(e.chunks, plans):
+            c = list(c)
+            c[0] += p.before
+            c[-1] += max(p.after, 0)
+            e_chunks.append(tuple(c))
+    else:  # extend the whole input once (wrap reads the far edge of the image)
+        e, edges = x, None
+        for axis, plan in enumerate(plans):
+            e = _extend(e, axis, plan, code, cval)
+        e = e.rechunk(tuple(_merge_edges(c, p) for c, p in zip(e.chunks, plans)))
+        e_chunks = e.chunks
     depth = {axis: (p.before, p.keff - 1 - p.before) if len(c) > 1 else (0, 0)
-             for axis, (c, p) in enumerate(zip(chunks, plans))}
+             for axis, (c, p) in enumerate(zip(e.chunks, plans))}
     if any(any(d) for d in depth.values()):
         e = overlap(e, depth=depth, boundary="none", allow_rechunk=False)
-    layout = [_outputs(c, p) for c, p in zip(chunks, plans)]
+    layout = [_outputs(c, p) for c, p in zip(e_chunks, plans)]
     firsts = tuple(tuple(f) for f, _ in layout)
     counts = tuple(tuple(n) for _, n in layout)
     return da.map_blocks(
-        _run_block, e, op, tuple(plans), firsts, counts, dtype, chunks=counts, dtype=dtype,
-        meta=np.empty((0,) * x.ndim, dtype=dtype),
+        _run_block, e, op, tuple(plans), firsts, counts, dtype, edges, cval, chunks=counts,
+        dtype=dtype, meta=np.empty((0,) * x.ndim, dtype=dtype),
     )
 
 

@@ -254,7 +254,7 @@ def test_cluster_correlate(client, boundary):
 def test_cluster_gaussian_zarr_round_trip(client, tmp_path, mode):
     """Chunked storage in and out: no task ever holds the whole image."""
     zarr = pytest.importorskip("zarr")
-    x = _image((64, 50), np.float32)
+    x = _image((64, 48), np.float32)
     src = zarr.open_array(str(tmp_path / "in.zarr"), mode="w", shape=x.shape,
                           chunks=(16, 16), dtype=x.dtype)
     src[...] = x
@@ -289,3 +289,12 @@ def test_predict_checks_the_input_shape():
     model = cnn.lenet5(input_size=12, seed=0)
     with pytest.raises(ValueError, match="does not fit the model"):
         distributed.predict(model, da.zeros((4, 1, 10, 10), chunks=2))
+
+
+def test_threaded_scheduler():
+    """Dask's default scheduler: several threads launch Numba kernels at once."""
+    x = _image((64, 60), np.float32)
+    with dask.config.set(scheduler="threads", num_workers=4):
+        got = distributed.gaussian(da.from_array(x, chunks=(9, 16)), sigma=2, mode="wrap")
+        got = got.compute()
+    _close(got, signal.gaussian(x, sigma=2, mode="wrap"), rtol=1e-5, atol=1e-6)
