@@ -58,7 +58,10 @@ def device_empty(shape, dtype):
 
 
 def _grid1(n):
-    return (max(1, math.ceil(n / THREADS_1D)),), (THREADS_1D,)
+    """Blocks of THREADS_1D threads, or one block of whole warps when ``n`` is smaller
+    (a parameter's bias, a batch's rows: no idle warps launched)."""
+    threads = min(THREADS_1D, 32 * max(1, math.ceil(n / 32)))
+    return (max(1, math.ceil(n / threads)),), (threads,)
 
 
 MAX_GRID_Z = 65535  # CUDA's limit on gridDim.z: longer batches launch in slices
@@ -71,7 +74,10 @@ def _slices(nb, per=1):
 
 
 def _grid3(nb, ho, wo):
+    """THREADS_2D blocks over (wo, ho), halved along an axis of 8 or fewer outputs (the
+    small planes of a network's deeper layers), one grid layer per plane."""
     tx, ty = THREADS_2D
+    tx, ty = (tx // 2 if wo <= tx // 2 else tx), (ty // 2 if ho <= ty // 2 else ty)
     return (max(1, math.ceil(wo / tx)), max(1, math.ceil(ho / ty)), max(1, nb)), (tx, ty, 1)
 
 
