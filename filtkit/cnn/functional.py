@@ -198,7 +198,7 @@ def _planes(a):
 def max_pool2d_forward(x, kernel, stride, padding, out_size):
     """Max pooling of every (H, W) plane; returns ``(out, argmax)``."""
     out = empty(x.shape[:-2] + tuple(out_size), x.dtype, x)
-    argmax = empty(out.shape, argmax_dtype(x.shape), x)
+    argmax = empty(out.shape, argmax_dtype(tuple(x.shape)), x)
     backend(x).max_pool2d(_planes(x), _planes(out), _planes(argmax), *kernel, *stride, *padding)
     return out, argmax
 
