@@ -61,6 +61,7 @@ def empty(shape, dtype, like):
 
 
 def empty_like(a):
+    """An uninitialised array of ``a``'s shape and dtype, on its device."""
     return empty(a.shape, a.dtype, a)
 
 
@@ -72,6 +73,7 @@ def zeros(shape, dtype, like):
 
 
 def zeros_like(a):
+    """Zeros of ``a``'s shape and dtype, on its device."""
     return zeros(a.shape, a.dtype, a)
 
 
@@ -156,6 +158,7 @@ def multiply(a, b):
     return out
 
 
+# -- the layers' forward/backward pairs -----------------------------------------------------
 def conv_output_size(n, k, stride, pad_total, dilation):
     """PyTorch's output size: floor((n + pad_total - d*(k - 1) - 1) / s) + 1."""
     return (n + pad_total - dilation * (k - 1) - 1) // stride + 1
@@ -261,6 +264,7 @@ def sigmoid_backward(y, dy):
 
 
 def tanh(x):
+    """``tanh(x)``."""
     return _elementwise("tanh", x)
 
 

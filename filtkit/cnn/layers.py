@@ -392,16 +392,16 @@ class _Pool2D(Layer):
             x = x.astype(np.float32)
         self._shape = tuple(x.shape)
         self._out_shape = self._shape[:2] + tuple(size)
-        self._device = F.device_of(x)
+        self._x_device = F.device_of(x)
         return (x if is_device_array(x) else np.ascontiguousarray(x)), size
 
     def _pool_grad(self, dy):
         """``dy`` checked, on the forward pass's device, as float (float32 at least)."""
         self._check_dy(dy, self._out_shape)
-        if F.device_of(dy) != self._device:
+        if F.device_of(dy) != self._x_device:
             got = "a GPU array" if is_device_array(dy) else "a numpy array"
             raise ValueError(f"`dy` for {self!r} must be on the device of the forward pass "
-                             f"({self._device!r}), got {got}")
+                             f"({self._x_device!r}), got {got}")
         if is_device_array(dy):
             return self._device_input(dy, None, "", name="dy")
         return np.ascontiguousarray(dy, dtype=np.dtype(np.result_type(dy.dtype, np.float32)))

@@ -327,7 +327,11 @@ class Sequential(Layer):
             When a loss or gradient becomes NaN or infinite; the weights of the
             last step with a finite loss are kept.
 
-        Every argument is checked before any weight changes.
+        Every argument is checked before any weight changes.  On 'cuda' (see
+        :meth:`to`) ``loss`` must be a :class:`~filtkit.cnn.losses.CrossEntropyLoss`,
+        the optimizer's state moves to the GPU with the model, each batch is
+        uploaded (after ``augment``, which runs on the host) and only the loss,
+        two finiteness flags and the batch's predicted classes come back.
         """
         epochs = check_int_tuple(epochs, "epochs", 1)[0]
         batch_size = check_int_tuple(batch_size, "batch_size", 1)[0]

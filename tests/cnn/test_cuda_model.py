@@ -33,9 +33,10 @@ def device_arrays_are_strict(monkeypatch):
     The simulator's arrays wrap numpy arrays and forward every other
     attribute, numpy's conversion (``__array__``) and the arithmetic
     operators to them; a real numba device array has none of that (or, for
-    ``__array__``, copies the whole array to the host).  Here they raise,
-    so host arithmetic on a device array, or a hidden download, fails in CI
-    as it would (or would be slow) on a GPU.
+    ``__array__`` and element access, copies to or from the host).  Here
+    they raise, as does a numpy array given to a kernel (numba would copy it
+    to the device and back), so host arithmetic on a device array, or a
+    hidden transfer, fails in CI as it would (or would be slow) on a GPU.
     """
     if not HAVE_CUDA:
         return
@@ -81,6 +82,17 @@ def device_arrays_are_strict(monkeypatch):
             raise ValueError("device-to-device copy between different arrays")
         np.copyto(self._ary, ary._ary)
 
+    from numba.cuda.simulator.kernel import FakeCUDAKernel
+
+    launch = FakeCUDAKernel.__call__
+
+    def launch_(self, *args):  # a numpy argument would be an implicit copy each way
+        if not isinstance(threading.current_thread(), BlockThread) and any(
+                isinstance(a, np.ndarray) and a.ndim > 0 for a in args):
+            raise TypeError(f"a host array passed to the kernel {self.fn.__name__}")
+        return launch(self, *args)
+
+    monkeypatch.setattr(FakeCUDAKernel, "__call__", launch_)
     monkeypatch.setattr(FakeCUDAArray, "__getattr__", getattr_)
     monkeypatch.setattr(FakeCUDAArray, "copy_to_device", copy_to_device_)
     monkeypatch.setattr(FakeCUDAArray, "__getitem__", getitem_)
