@@ -11,15 +11,17 @@ Chunked storage streams: read with ``dask.array.from_zarr`` (or a tiled
 TIFF with :func:`imread_tiled`) and write with ``.to_zarr``, and no worker
 ever holds the whole image.
 
-How the chunks see their neighbours: the input is first extended by the
-boundary mode, once, globally (so ``wrap`` reads the far edge of the
-*image*, not of the chunk, and ``mirror`` is available, which Dask's own
-``map_overlap`` boundaries lack); then every chunk gets the ``reach``
-samples that follow it from its neighbours (``dask.array.overlap``),
-enough for all of its outputs, and runs the in-memory filtkit function on
-that slab.  With a stride, output ``i`` belongs to the chunk holding input
-position ``i * stride``, so output chunks line up with the stride.  Chunks
-smaller than the reach are merged with their neighbours first.
+How the chunks see their neighbours: every chunk gets the samples that its
+outputs' windows need from the neighbouring chunks (``dask.array.overlap``,
+one task graph like dask-image's), and the chunks at the image's edges add
+the boundary samples from themselves (for ``mirror`` too, which Dask's own
+``map_overlap`` boundaries lack); for ``wrap`` (and edge chunks too small
+to hold their boundary samples) the input is extended once, over the whole
+image, so ``wrap`` reads the far edge of the *image*, not of the chunk.
+Then every chunk runs the in-memory filtkit function on that slab.  With a
+stride, output ``i`` belongs to the chunk holding input position
+``i * stride``, so output chunks line up with the stride.  Chunks smaller
+than the reach are merged with their neighbours first.
 
 Values equal the in-memory results to floating-point rounding: a slab's
 interior is computed by the same backend functions, but constant-mode

@@ -26,6 +26,7 @@ import math
 
 import numpy as np
 from numba import njit, prange
+from scipy.special import expit as _expit
 
 from .._config import BOUNDARY_CODES, CACHE, FASTMATH, PARALLEL
 
@@ -902,3 +903,163 @@ def adam_update(theta, g, m, v, weight_decay, w1, beta2, one_minus_beta2, neg_st
             theta[i], m[i], v[i] = _adam_element(
                 theta[i], g[i], m[i], v[i], weight_decay, w1, small, one, beta2,
                 one_minus_beta2, neg_step_size, sqrt_bc2, eps)
+
+
+@njit(inline="always", cache=CACHE)  # no fastmath: every operation rounds as numpy's
+def _sgd_element(theta, g, buf, weight_decay, momentum, one_minus_dampening, neg_lr, nesterov,
+                 first):
+    """One parameter's SGD step in torch's operation order: ``(theta, buf)`` updated
+    (``buf`` is unused when ``momentum`` is 0).  Shared with the CUDA twin."""
+    if weight_decay != 0:
+        g = g + weight_decay * theta
+    if momentum != 0:
+        if first:
+            buf = g
+        else:
+            buf = buf * momentum
+            buf = buf + one_minus_dampening * g
+        g = g + momentum * buf if nesterov else buf
+    return theta + neg_lr * g, buf
+
+
+@njit(parallel=PARALLEL, cache=CACHE)  # no fastmath: every operation rounds as numpy's
+def sgd_update(theta, g, buf, weight_decay, momentum, one_minus_dampening, neg_lr, nesterov,
+               first):
+    """One SGD step on flat arrays, in place, with torch's operation order.
+
+    ``theta``, ``g``, ``buf`` : 1-D arrays of one float dtype (``buf``, the
+    momentum buffer, is neither read nor written when ``momentum`` is 0, and
+    only written on the ``first`` step); the scalars are already rounded to
+    that dtype.  Per element: ``g += weight_decay * theta`` (when non-zero);
+    with momentum, ``buf = g`` on the first step, else
+    ``buf = buf * momentum + one_minus_dampening * g``, then ``g = g +
+    momentum * buf`` (nesterov) or ``g = buf``; finally ``theta += neg_lr * g``.
+    ``g`` itself is not modified.  No FMA contraction, so the result equals
+    the same steps in numpy bit for bit.
+    """
+    n = theta.shape[0]
+    chunk = 16384
+    keep = momentum != 0
+    for c in prange((n + chunk - 1) // chunk):
+        for i in range(c * chunk, min(n, (c + 1) * chunk)):
+            b = buf[i] if keep and not first else theta.dtype.type(0)
+            t, b = _sgd_element(theta[i], g[i], b, weight_decay, momentum,
+                                one_minus_dampening, neg_lr, nesterov, first)
+            theta[i] = t
+            if keep:
+                buf[i] = b
+
+
+# -- thin numpy twins ----------------------------------------------------------------------
+# Where numpy's own loops or its BLAS already are the CPU's fast path, the CPU
+# twin of a CUDA backend function just calls them (nothing to compile): the
+# layers then call one backend function by name on either device.
+
+
+def matmul(a, b, out, trans_a, trans_b, accumulate):
+    """``out = op(a) @ op(b)``, or ``out += op(a) @ op(b)`` when ``accumulate``;
+    ``op`` transposes when ``trans_a`` / ``trans_b`` is true.
+
+    a, b, out : 2-D arrays of one float dtype, ``out`` of shape (M, N) for
+    ``op(a)`` (M, K) and ``op(b)`` (K, N).  numpy's BLAS GEMM (the CUDA twin
+    is a shared-memory tiled kernel).
+    """
+    a = a.T if trans_a else a
+    b = b.T if trans_b else b
+    if accumulate:
+        out += a @ b
+    else:
+        np.matmul(a, b, out=out)
+
+
+def add_row_vector(out, v):
+    """``out[i, j] += v[j]``: a bias added to every row of a 2-D ``out``."""
+    out += v
+
+
+def add_column_sums(a, out):
+    """``out[j] += sum_i a[i, j]``: a bias gradient accumulated from a 2-D delta."""
+    out += a.sum(axis=0)
+
+
+def add_to(out, x):
+    """``out += x`` on flat arrays of one dtype (gradient accumulation)."""
+    np.add(out, x, out=out)
+
+
+def multiply(a, b, out):
+    """``out = a * b`` on flat arrays of one dtype (a dropout mask applied)."""
+    np.multiply(a, b, out=out)
+
+
+def fill(out, value):
+    """Set every element of the flat array ``out`` to ``value``."""
+    out[...] = value
+
+
+def total(x, out):
+    """``out[0] = sum(x)`` in ``x``'s dtype (``x`` flat; numpy's pairwise sum)."""
+    out[0] = x.sum()
+
+
+def count_nonfinite(x, count):
+    """``count[0] +=`` the number of NaN and infinite values of the flat ``x``
+    (``count`` an int32 array of one element)."""
+    count[0] += x.size - np.count_nonzero(np.isfinite(x))
+
+
+def argmax_rows(x, out):
+    """``out[i]`` = the index of the first maximum of row ``x[i]`` (the first NaN,
+    if the row holds one), as :func:`numpy.argmax`; ``out`` an int64 (N,) array."""
+    out[:] = x.argmax(axis=1)
+
+
+def softmax(x, out):
+    """Row-wise softmax of the 2-D ``x`` (the row maximum subtracted first)."""
+    z = x - x.max(axis=1, keepdims=True)
+    np.exp(z, out=out)
+    out /= out.sum(axis=1, keepdims=True)
+
+
+def cross_entropy(logits, target, losses, grad):
+    """Per-sample softmax cross-entropy and its mean-reduction gradient.
+
+    ``losses[n] = -log_softmax(logits[n])[target[n]]`` and ``grad =
+    (softmax(logits) - onehot(target)) / N``, with a stable log-softmax (row
+    maximum subtracted first).  logits, grad : (N, K); target : (N,) int64;
+    losses : (N,), all floats of one dtype.  A row holding NaN or infinity
+    gets a NaN loss (as on the CUDA twin).
+    """
+    n = logits.shape[0]
+    rows = np.arange(n)
+    with np.errstate(invalid="ignore", over="ignore"):  # non-finite rows: NaN, as said
+        shifted = logits - logits.max(axis=1, keepdims=True)
+        log_prob = shifted - np.log(np.exp(shifted).sum(axis=1, keepdims=True))
+        np.exp(log_prob, out=grad)
+    losses[:] = -log_prob[rows, target]
+    losses[~np.isfinite(logits).all(axis=1)] = np.nan
+    grad[rows, target] -= 1
+    grad /= grad.dtype.type(n)
+
+
+def sigmoid(x, out):
+    """``out = 1 / (1 + exp(-x))`` without overflow (scipy's ``expit``); flat arrays."""
+    _expit(x, out=out)
+
+
+def sigmoid_backward(y, dy, dx):
+    """``dx = dy * y * (1 - y)`` for the sigmoid's output ``y``; flat arrays."""
+    np.multiply(dy, y, out=dx)
+    dx *= 1 - y
+
+
+def tanh(x, out):
+    """``out = tanh(x)``; flat arrays."""
+    np.tanh(x, out=out)
+
+
+def tanh_backward(y, dy, dx):
+    """``dx = dy * (1 - y * y)`` for tanh's output ``y``; flat arrays."""
+    np.multiply(y, y, out=dx)
+    np.subtract(1, dx, out=dx)
+    dx *= dy

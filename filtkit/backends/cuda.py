@@ -13,7 +13,8 @@ The 2-D correlation runs in shared-memory tiles; the other kernels compute
 one output element per thread, with the boundary handled by the CPU's own
 index map (:func:`cpu._map_index`, compiled for the device); gradients are
 gathered per element, so no two threads ever write one value and nothing
-needs atomics.  A GEMM for the convolution layers comes next.
+needs atomics (the one atomic counts non-finite values).  The dense layers
+run on a shared-memory tiled GEMM (:func:`matmul`).
 
 ``numba.cuda`` comes from the ``numba-cuda`` package (extra ``cuda``).  With
 ``NUMBA_ENABLE_CUDASIM=1`` set before it is imported, the kernels run on
@@ -35,6 +36,7 @@ _window_mean = cuda.jit(device=True, inline=True)(cpu._window_mean.py_func)
 _relu_value = cuda.jit(device=True, inline=True)(cpu._relu_value.py_func)
 _relu_grad = cuda.jit(device=True, inline=True)(cpu._relu_grad.py_func)
 _adam_element = cuda.jit(device=True, inline=True)(cpu._adam_element.py_func)
+_sgd_element = cuda.jit(device=True, inline=True)(cpu._sgd_element.py_func)
 
 THREADS_1D = 256
 THREADS_2D = (16, 16)
@@ -56,7 +58,10 @@ def device_empty(shape, dtype):
 
 
 def _grid1(n):
-    return (max(1, math.ceil(n / THREADS_1D)),), (THREADS_1D,)
+    """Blocks of THREADS_1D threads, or one block of whole warps when ``n`` is smaller
+    (a parameter's bias, a batch's rows: no idle warps launched)."""
+    threads = min(THREADS_1D, 32 * max(1, math.ceil(n / 32)))
+    return (max(1, math.ceil(n / threads)),), (threads,)
 
 
 MAX_GRID_Z = 65535  # CUDA's limit on gridDim.z: longer batches launch in slices
@@ -69,7 +74,10 @@ def _slices(nb, per=1):
 
 
 def _grid3(nb, ho, wo):
+    """THREADS_2D blocks over (wo, ho), halved along an axis of 8 or fewer outputs (the
+    small planes of a network's deeper layers), one grid layer per plane."""
     tx, ty = THREADS_2D
+    tx, ty = (tx // 2 if wo <= tx // 2 else tx), (ty // 2 if ho <= ty // 2 else ty)
     return (max(1, math.ceil(wo / tx)), max(1, math.ceil(ho / ty)), max(1, nb)), (tx, ty, 1)
 
 
@@ -533,3 +541,336 @@ def extend2d(x, out, idx0, idx1, cval):
     for a, e in _slices(x.shape[0]):
         blocks, threads = _grid3(e - a, idx0.shape[0], idx1.shape[0])
         _extend2d_kernel[blocks, threads](x[a:e], out[a:e], idx0, idx1, cval)
+
+
+@cuda.jit
+def _sgd_kernel(theta, g, buf, weight_decay, momentum, one_minus_dampening, neg_lr, nesterov,
+                first):
+    i = cuda.grid(1)
+    if i < theta.shape[0]:
+        keep = momentum != 0
+        b = buf[i] if keep and not first else theta.dtype.type(0)
+        t, b = _sgd_element(theta[i], g[i], b, weight_decay, momentum, one_minus_dampening,
+                            neg_lr, nesterov, first)
+        theta[i] = t
+        if keep:
+            buf[i] = b
+
+
+def sgd_update(theta, g, buf, weight_decay, momentum, one_minus_dampening, neg_lr, nesterov,
+               first):
+    """One SGD step on flat device arrays, in place (see the CPU twin)."""
+    blocks, threads = _grid1(theta.shape[0])
+    _sgd_kernel[blocks, threads](theta, g, buf, weight_decay, momentum, one_minus_dampening,
+                                 neg_lr, nesterov, first)
+
+
+# -- dense layers: a shared-memory tiled GEMM ----------------------------------------------
+GEMM_TILE = 16
+
+
+def _make_tiled_matmul(dtype):
+    """The tiled GEMM kernel for one dtype (a shared array's dtype is fixed at compile time)."""
+
+    @cuda.jit
+    def kernel(a, b, out, trans_a, trans_b, accumulate):
+        # one block: a GEMM_TILE x GEMM_TILE tile of ``out``; the matching strips of op(a)
+        # and op(b) pass through shared memory one square tile at a time (zero beyond
+        # the edges, so every thread takes part in every load and barrier)
+        sa = cuda.shared.array((GEMM_TILE, GEMM_TILE), dtype)
+        sb = cuda.shared.array((GEMM_TILE, GEMM_TILE), dtype)
+        tx = cuda.threadIdx.x
+        ty = cuda.threadIdx.y
+        row = cuda.blockIdx.y * GEMM_TILE + ty
+        col = cuda.blockIdx.x * GEMM_TILE + tx
+        m, n = out.shape
+        k = a.shape[0] if trans_a else a.shape[1]
+        zero = out.dtype.type(0)
+        acc = zero
+        for t0 in range(0, k, GEMM_TILE):
+            q = t0 + tx  # sa[ty, tx] = op(a)[row, t0 + tx]
+            if row < m and q < k:
+                sa[ty, tx] = a[q, row] if trans_a else a[row, q]
+            else:
+                sa[ty, tx] = zero
+            q = t0 + ty  # sb[ty, tx] = op(b)[t0 + ty, col]
+            if q < k and col < n:
+                sb[ty, tx] = b[col, q] if trans_b else b[q, col]
+            else:
+                sb[ty, tx] = zero
+            cuda.syncthreads()
+            for e in range(GEMM_TILE):
+                acc += sa[ty, e] * sb[e, tx]
+            cuda.syncthreads()
+        if row < m and col < n:
+            out[row, col] = out[row, col] + acc if accumulate else acc
+
+    return kernel
+
+
+_MATMUL = {}
+
+
+def matmul(a, b, out, trans_a, trans_b, accumulate):
+    """``out (+)= op(a) @ op(b)`` (see the CPU twin): a shared-memory tiled GEMM.
+
+    Each 16x16 block computes one tile of ``out``; each thread owns one
+    element and sums its products in order of ``k``, so no two threads ever
+    write one value.  Transposed operands are read through swapped indices
+    (no transposed copy).  ``out`` may have up to 65535 * 16 rows.
+    """
+    dtype = np.dtype(out.dtype)
+    if dtype not in _MATMUL:
+        _MATMUL[dtype] = _make_tiled_matmul(numba_dtype(dtype))
+    m, n = out.shape
+    blocks = (max(1, math.ceil(n / GEMM_TILE)), max(1, math.ceil(m / GEMM_TILE)))
+    _MATMUL[dtype][blocks, (GEMM_TILE, GEMM_TILE)](a, b, out, trans_a, trans_b, accumulate)
+
+
+@cuda.jit
+def _add_row_vector_kernel(out, v):
+    i = cuda.grid(1)
+    n = out.shape[1]
+    if i < out.shape[0] * n:
+        r = i // n
+        c = i - r * n
+        out[r, c] += v[c]
+
+
+def add_row_vector(out, v):
+    """``out[i, j] += v[j]`` (see the CPU twin); one thread per element."""
+    blocks, threads = _grid1(out.shape[0] * out.shape[1])
+    _add_row_vector_kernel[blocks, threads](out, v)
+
+
+@cuda.jit
+def _add_column_sums_kernel(a, out):
+    j = cuda.grid(1)
+    if j < out.shape[0]:
+        acc = out.dtype.type(0)
+        for i in range(a.shape[0]):
+            acc += a[i, j]
+        out[j] += acc
+
+
+def add_column_sums(a, out):
+    """``out[j] += sum_i a[i, j]`` (see the CPU twin): one thread per column, its own
+    sum over the rows (a batch), so nothing needs atomics."""
+    blocks, threads = _grid1(out.shape[0])
+    _add_column_sums_kernel[blocks, threads](a, out)
+
+
+# -- element-wise helpers of the layers, losses and optimizers ------------------------------
+@cuda.jit
+def _add_to_kernel(out, x):
+    i = cuda.grid(1)
+    if i < out.shape[0]:
+        out[i] += x[i]
+
+
+def add_to(out, x):
+    """``out += x`` on flat device arrays (see the CPU twin)."""
+    blocks, threads = _grid1(out.shape[0])
+    _add_to_kernel[blocks, threads](out, x)
+
+
+@cuda.jit
+def _multiply_kernel(a, b, out):
+    i = cuda.grid(1)
+    if i < out.shape[0]:
+        out[i] = a[i] * b[i]
+
+
+def multiply(a, b, out):
+    """``out = a * b`` on flat device arrays (see the CPU twin)."""
+    blocks, threads = _grid1(out.shape[0])
+    _multiply_kernel[blocks, threads](a, b, out)
+
+
+@cuda.jit
+def _fill_kernel(out, value):
+    i = cuda.grid(1)
+    if i < out.shape[0]:
+        out[i] = value
+
+
+def fill(out, value):
+    """Set every element of the flat device array ``out`` to ``value`` (see the CPU
+    twin); a kernel, not a host-to-device copy of a filled array."""
+    blocks, threads = _grid1(out.shape[0])
+    _fill_kernel[blocks, threads](out, out.dtype.type(value))
+
+
+@cuda.jit
+def _total_kernel(x, out):
+    if cuda.grid(1) == 0:
+        acc = out.dtype.type(0)
+        for i in range(x.shape[0]):
+            acc += x[i]
+        out[0] = acc
+
+
+def total(x, out):
+    """``out[0] = sum(x)`` (see the CPU twin): one thread, in order, for the per-sample
+    losses of a batch (a few hundred values), so the result does not depend on
+    scheduling."""
+    _total_kernel[1, 1](x, out)
+
+
+@cuda.jit
+def _count_nonfinite_kernel(x, count):
+    i = cuda.grid(1)
+    if i < x.shape[0]:
+        v = x[i]
+        if math.isnan(v) or math.isinf(v):
+            cuda.atomic.add(count, 0, 1)
+
+
+def count_nonfinite(x, count):
+    """``count[0] +=`` the number of NaN and infinite values of the flat device array
+    ``x`` (see the CPU twin); the threads that find one add to it atomically."""
+    blocks, threads = _grid1(x.shape[0])
+    _count_nonfinite_kernel[blocks, threads](x, count)
+
+
+@cuda.jit
+def _argmax_rows_kernel(x, out):
+    i = cuda.grid(1)
+    if i < x.shape[0]:
+        best = x[i, 0]
+        at = 0
+        for j in range(1, x.shape[1]):
+            if best != best:  # the first NaN wins, as in numpy
+                break
+            v = x[i, j]
+            if v > best or v != v:
+                best = v
+                at = j
+        out[i] = at
+
+
+def argmax_rows(x, out):
+    """The index of the first maximum (or first NaN) of every row (see the CPU twin)."""
+    blocks, threads = _grid1(x.shape[0])
+    _argmax_rows_kernel[blocks, threads](x, out)
+
+
+@cuda.jit
+def _softmax_kernel(x, out):
+    i = cuda.grid(1)
+    if i < x.shape[0]:
+        k = x.shape[1]
+        m = x[i, 0]
+        for j in range(1, k):
+            v = x[i, j]
+            if v > m or v != v:
+                m = v
+        s = out.dtype.type(0)
+        for j in range(k):
+            e = math.exp(x[i, j] - m)
+            out[i, j] = e
+            s += e
+        for j in range(k):
+            out[i, j] = out[i, j] / s
+
+
+def softmax(x, out):
+    """Row-wise softmax, the row maximum subtracted first (see the CPU twin)."""
+    blocks, threads = _grid1(x.shape[0])
+    _softmax_kernel[blocks, threads](x, out)
+
+
+@cuda.jit
+def _cross_entropy_kernel(logits, target, losses, grad):
+    n = cuda.grid(1)
+    if n >= logits.shape[0]:
+        return
+    k = logits.shape[1]
+    m = logits[n, 0]
+    bad = False
+    for j in range(k):
+        v = logits[n, j]
+        if math.isnan(v) or math.isinf(v):
+            bad = True
+        elif v > m:
+            m = v
+    s = grad.dtype.type(0)
+    for j in range(k):
+        s += math.exp(logits[n, j] - m)
+    log_sum = math.log(s)
+    t = target[n]
+    losses[n] = math.nan if bad else -((logits[n, t] - m) - log_sum)
+    one = grad.dtype.type(1)
+    count = grad.dtype.type(logits.shape[0])
+    for j in range(k):
+        p = math.exp((logits[n, j] - m) - log_sum)
+        if j == t:
+            p = p - one
+        grad[n, j] = p / count
+
+
+def cross_entropy(logits, target, losses, grad):
+    """Per-sample softmax cross-entropy and the mean's gradient (see the CPU twin):
+    one thread per sample, its row's loss and gradient row."""
+    blocks, threads = _grid1(logits.shape[0])
+    _cross_entropy_kernel[blocks, threads](logits, target, losses, grad)
+
+
+@cuda.jit
+def _sigmoid_kernel(x, out):
+    i = cuda.grid(1)
+    if i < x.shape[0]:
+        v = x[i]
+        one = out.dtype.type(1)
+        if v >= 0:
+            out[i] = one / (one + math.exp(-v))
+        else:  # exp(-v) could overflow: the same value from exp(v)
+            e = math.exp(v)
+            out[i] = e / (one + e)
+
+
+def sigmoid(x, out):
+    """``out = 1 / (1 + exp(-x))`` without overflow (see the CPU twin)."""
+    blocks, threads = _grid1(x.shape[0])
+    _sigmoid_kernel[blocks, threads](x, out)
+
+
+@cuda.jit
+def _sigmoid_backward_kernel(y, dy, dx):
+    i = cuda.grid(1)
+    if i < y.shape[0]:
+        v = y[i]
+        dx[i] = dy[i] * v * (dx.dtype.type(1) - v)
+
+
+def sigmoid_backward(y, dy, dx):
+    """``dx = dy * y * (1 - y)`` (see the CPU twin)."""
+    blocks, threads = _grid1(y.shape[0])
+    _sigmoid_backward_kernel[blocks, threads](y, dy, dx)
+
+
+@cuda.jit
+def _tanh_kernel(x, out):
+    i = cuda.grid(1)
+    if i < x.shape[0]:
+        out[i] = math.tanh(x[i])
+
+
+def tanh(x, out):
+    """``out = tanh(x)`` (see the CPU twin)."""
+    blocks, threads = _grid1(x.shape[0])
+    _tanh_kernel[blocks, threads](x, out)
+
+
+@cuda.jit
+def _tanh_backward_kernel(y, dy, dx):
+    i = cuda.grid(1)
+    if i < y.shape[0]:
+        v = y[i]
+        dx[i] = dy[i] * (dx.dtype.type(1) - v * v)
+
+
+def tanh_backward(y, dy, dx):
+    """``dx = dy * (1 - y * y)`` (see the CPU twin)."""
+    blocks, threads = _grid1(y.shape[0])
+    _tanh_backward_kernel[blocks, threads](y, dy, dx)

@@ -3,7 +3,9 @@
 Layers (NCHW, float32 by default) run their forward and backward passes on
 the same backend functions as :mod:`filtkit.signal`; ``Sequential`` models
 train with ``fit``, report with ``evaluate``/``predict`` and round-trip
-through ``save``/:func:`load`.
+through ``save``/:func:`load`.  ``model.to("cuda")`` runs all of it on an
+NVIDIA GPU (the backend functions' CUDA twins), ``model.to("cpu")`` brings
+it back.
 
 Examples
 --------

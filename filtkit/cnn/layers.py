@@ -11,19 +11,26 @@ Weights start as PyTorch's defaults: ``U(-1/sqrt(fan_in), 1/sqrt(fan_in))``
 for the weights and biases of :class:`Conv2D` and :class:`Dense`, drawn
 from ``rng`` (a seed or a :class:`numpy.random.Generator`), so a seed
 reproduces a network exactly.
+
+``layer.to("cuda")`` moves a layer's parameters to the GPU; it then takes GPU
+arrays (numba device arrays, or anything with ``__cuda_array_interface__``)
+of its own dtype and returns numba device arrays, computed by the CUDA twins
+of the same backend functions.  Layers without parameters run wherever their
+input lives.
 """
 
 import math
 import numbers
 
 import numpy as np
-from scipy.special import expit
 
 from .._validate import check_choice, check_int_tuple, check_real
+from ..backends import as_device_array, is_device_array
 from . import functional as F
 from .parameter import Parameter
 
 DTYPES = ("float32", "float64")
+FLOATS = (np.dtype(np.float32), np.dtype(np.float64))
 
 
 def _dtype(dtype):
@@ -50,10 +57,22 @@ def _pair_repr(v):
     return v[0] if v[0] == v[1] else v
 
 
+def _writable(a):
+    """May an activation overwrite ``a``: a C-contiguous, writable float array (GPU
+    arrays always are writable)."""
+    if is_device_array(a):
+        a = as_device_array(a)
+        return np.dtype(a.dtype) in FLOATS and a.is_c_contiguous()
+    return (isinstance(a, np.ndarray) and a.dtype in FLOATS and a.flags.c_contiguous
+            and a.flags.writeable)
+
+
 class Layer:
-    """Base class: no parameters, identity shape, training mode on."""
+    """Base class: no parameters, identity shape, training mode on, on the CPU."""
 
     training = True
+    #: where the parameters live: 'cpu' or 'cuda' (see :meth:`to`)
+    device = "cpu"
 
     def __call__(self, x):
         return self.forward(x)
@@ -72,6 +91,23 @@ class Layer:
         """Set every parameter's gradient to zero."""
         for p in self.parameters():
             p.zero_grad()
+
+    def to(self, device):
+        """Move the parameters (values and gradients) to ``device``, 'cpu' or 'cuda';
+        returns the layer.
+
+        Raises
+        ------
+        ValueError
+            ``device`` is neither 'cpu' nor 'cuda'.
+        RuntimeError
+            'cuda' without a GPU (or Numba's simulator), or without numba-cuda.
+        """
+        F.check_device(device)
+        for p in self.parameters():
+            p.to(device)
+        self.device = device
+        return self
 
     def train(self, mode=True):
         """Switch training mode (dropout active) on or off; returns the layer."""
@@ -97,6 +133,9 @@ class Layer:
         return f"{type(self).__name__}({self._extra_repr()})"
 
     def _check_input(self, x, ndim, what):
+        if is_device_array(x):
+            self._device_input(x, ndim, what)
+            return
         if not isinstance(x, np.ndarray) or x.ndim != ndim:
             shape = getattr(x, "shape", None)
             raise ValueError(f"`x` for {self!r} must be a {ndim}-D array {what}, "
@@ -105,6 +144,50 @@ class Layer:
             raise TypeError(f"`x` for {self!r} must be a real numeric array, got dtype "
                             f"{x.dtype}")
 
+    def _device_input(self, x, ndim=None, what="", dtype=None, name="x"):
+        """A numba view (no copy) of the GPU array ``x``, checked: ``ndim`` dimensions,
+        float32/float64 (``dtype`` when given), C-contiguous."""
+        xd = as_device_array(x)
+        if ndim is not None and xd.ndim != ndim:
+            raise ValueError(f"`{name}` for {self!r} must be a {ndim}-D array {what}, "
+                             f"got shape {tuple(xd.shape)}")
+        dt = np.dtype(xd.dtype)
+        if dt not in FLOATS or (dtype is not None and dt != dtype):
+            want = "float32 or float64" if dtype is None else f"{np.dtype(dtype)}, the layer's"
+            raise TypeError(f"`{name}` for {self!r} on the GPU must be {want} dtype, got "
+                            f"{dt} (convert it on the device first)")
+        if not xd.is_c_contiguous():
+            raise ValueError(f"`{name}` for {self!r} on the GPU must be C-contiguous")
+        return xd
+
+    def _same_device(self, a, name="x"):
+        """``a`` must live where the parameters do (layers with parameters only)."""
+        if F.device_of(a) != self.device:
+            got = "a GPU array" if is_device_array(a) else "a numpy array"
+            raise ValueError(f"`{name}` for {self!r} must be on the layer's device "
+                             f"{self.device!r}, got {got} (move one of them with .to())")
+
+    def _input(self, x, ndim, what, dtype):
+        """``x`` checked and ready for the kernels: C-contiguous ``dtype`` (converted on the
+        host; on the GPU it must already be so)."""
+        self._check_input(x, ndim, what)
+        if is_device_array(x):
+            return self._device_input(x, ndim, what, dtype)
+        return np.ascontiguousarray(x, dtype=dtype)
+
+    def _grad(self, dy, shape, ref, dtype=None):
+        """``dy`` checked against the last output's ``shape`` and the device of the forward
+        pass's array ``ref``, as C-contiguous ``dtype`` (``ref``'s by default)."""
+        self._check_dy(dy, shape)
+        dtype = np.dtype(ref.dtype) if dtype is None else np.dtype(dtype)
+        if F.device_of(dy) != F.device_of(ref):
+            got = "a GPU array" if is_device_array(dy) else "a numpy array"
+            raise ValueError(f"`dy` for {self!r} must be on the device of the forward pass "
+                             f"({F.device_of(ref)!r}), got {got}")
+        if is_device_array(dy):
+            return self._device_input(dy, None, "", dtype, name="dy")
+        return np.ascontiguousarray(dy, dtype=dtype)
+
     def _need_forward(self, *names):
         if any(getattr(self, n, None) is None for n in names):
             raise RuntimeError(f"{type(self).__name__}.backward called before forward")
@@ -112,12 +195,16 @@ class Layer:
     def _check_dy(self, dy, shape):
         """``dy`` must have the shape of the last output (the kernels index by it)."""
         got = getattr(dy, "shape", None)
+        got = None if got is None else tuple(got)
         if got != tuple(shape):
             raise ValueError(f"`dy` for {self!r} must have the shape of the output "
                              f"{tuple(shape)}, got shape {got}")
 
     def _float_input(self, x):
-        """``x`` as a float32/float64 array (other dtypes become float32, as in pooling)."""
+        """``x`` as a float32/float64 array (other dtypes become float32, as in pooling;
+        on the GPU it must already be float32/float64)."""
+        if is_device_array(x):
+            return self._device_input(x)
         if not isinstance(x, np.ndarray):
             raise ValueError(f"`x` for {self!r} must be a numpy array, got {type(x).__name__}")
         return x if x.dtype in (np.float32, np.float64) else x.astype(np.float32)
@@ -208,9 +295,13 @@ class Conv2D(Layer):
 
     def forward(self, x):
         self._check_input(x, 4, f"(N, {self.in_channels}, H, W)")
-        size = self.output_shape(x.shape[1:])[1:]
-        x = np.ascontiguousarray(x, dtype=self.dtype)
-        b = self.bias.data if self.bias is not None else np.zeros(self.out_channels, self.dtype)
+        self._same_device(x)
+        size = self.output_shape(tuple(x.shape[1:]))[1:]
+        x = self._input(x, 4, f"(N, {self.in_channels}, H, W)", self.dtype)
+        if self.bias is not None:
+            b = self.bias.data
+        else:
+            b = F.zeros((self.out_channels,), self.dtype, x)
         before, _ = self._pads()
         self._x = x
         self._out_shape = (x.shape[0], self.out_channels) + tuple(size)
@@ -221,14 +312,13 @@ class Conv2D(Layer):
         """Add the weight and bias gradients; return the input gradient (None when
         ``input_grad`` is false, which saves its computation in a first layer)."""
         self._need_forward("_x")
-        self._check_dy(dy, self._out_shape)
-        dy = np.ascontiguousarray(dy, dtype=self.dtype)
+        dy = self._grad(dy, self._out_shape, self._x)
         before, _ = self._pads()
         dx, dw, db = F.conv2d_backward(self._x, self.weight.data, dy, self.stride, before,
                                        self.dilation, need_input_grad=input_grad)
-        self.weight.grad += dw
+        F.add_to(self.weight.grad, dw)
         if self.bias is not None:
-            self.bias.grad += db
+            F.add_to(self.bias.grad, db)
         return dx
 
     def parameters(self):
@@ -295,12 +385,26 @@ class _Pool2D(Layer):
 
     def _prepare(self, x):
         self._check_input(x, 4, "(N, C, H, W)")
-        size = self.output_shape(x.shape[1:])[1:]
-        if x.dtype not in (np.float32, np.float64):
+        size = self.output_shape(tuple(x.shape[1:]))[1:]
+        if is_device_array(x):
+            x = self._device_input(x, 4, "(N, C, H, W)")
+        elif x.dtype not in (np.float32, np.float64):
             x = x.astype(np.float32)
-        self._shape = x.shape
-        self._out_shape = x.shape[:2] + tuple(size)
-        return np.ascontiguousarray(x), size
+        self._shape = tuple(x.shape)
+        self._out_shape = self._shape[:2] + tuple(size)
+        self._x_device = F.device_of(x)
+        return (x if is_device_array(x) else np.ascontiguousarray(x)), size
+
+    def _pool_grad(self, dy):
+        """``dy`` checked, on the forward pass's device, as float (float32 at least)."""
+        self._check_dy(dy, self._out_shape)
+        if F.device_of(dy) != self._x_device:
+            got = "a GPU array" if is_device_array(dy) else "a numpy array"
+            raise ValueError(f"`dy` for {self!r} must be on the device of the forward pass "
+                             f"({self._x_device!r}), got {got}")
+        if is_device_array(dy):
+            return self._device_input(dy, None, "", name="dy")
+        return np.ascontiguousarray(dy, dtype=np.dtype(np.result_type(dy.dtype, np.float32)))
 
 
 class MaxPool2D(_Pool2D):
@@ -333,8 +437,7 @@ class MaxPool2D(_Pool2D):
 
     def backward(self, dy):
         self._need_forward("_shape")
-        self._check_dy(dy, self._out_shape)
-        dy = np.ascontiguousarray(dy, dtype=np.dtype(np.result_type(dy.dtype, np.float32)))
+        dy = self._pool_grad(dy)
         return F.max_pool2d_backward(dy, self._argmax, self._shape, self.kernel_size,
                                      self.stride, self.padding)
 
@@ -359,8 +462,7 @@ class AvgPool2D(_Pool2D):
 
     def backward(self, dy):
         self._need_forward("_shape")
-        self._check_dy(dy, self._out_shape)
-        dy = np.ascontiguousarray(dy, dtype=np.dtype(np.result_type(dy.dtype, np.float32)))
+        dy = self._pool_grad(dy)
         return F.avg_pool2d_backward(dy, self._shape, self.kernel_size, self.stride,
                                      self.padding)
 
@@ -375,6 +477,11 @@ class Dropout(Layer):
     p : float in [0, 1), default 0.5
     rng : None, int or numpy.random.Generator
         Source of the masks.
+
+    On the GPU the mask is still drawn on the host from ``rng`` (the same
+    draws as on the CPU) and uploaded, then applied there: the same seed
+    gives the same mask on either device, which keeps GPU training equal to
+    CPU training at the cost of one upload per forward pass.
 
     Examples
     --------
@@ -397,19 +504,23 @@ class Dropout(Layer):
 
     def forward(self, x):
         x = self._float_input(x)
-        self._shape = x.shape
+        self._shape = tuple(x.shape)
         if not self.training or self.p == 0.0:
             self._mask = None
             return x
-        rdtype = np.float32 if x.dtype == np.float32 else np.float64
-        keep = self._rng.random(x.shape, dtype=rdtype) >= self.p
-        self._mask = keep.astype(x.dtype) * x.dtype.type(1.0 / (1.0 - self.p))
-        return x * self._mask
+        dtype = np.dtype(x.dtype)
+        rdtype = np.float32 if dtype == np.float32 else np.float64
+        keep = self._rng.random(self._shape, dtype=rdtype) >= self.p
+        mask = keep.astype(dtype) * dtype.type(1.0 / (1.0 - self.p))
+        self._mask = F.to_device(mask, F.device_of(x))
+        return F.multiply(x, self._mask)
 
     def backward(self, dy):
         self._need_forward("_shape")
-        self._check_dy(dy, self._shape)
-        return dy if self._mask is None else dy * self._mask
+        if self._mask is None:
+            self._check_dy(dy, self._shape)
+            return dy
+        return F.multiply(self._grad(dy, self._shape, self._mask), self._mask)
 
     def config(self):
         return dict(p=self.p)
@@ -460,22 +571,18 @@ class Dense(Layer):
 
     def forward(self, x):
         self._check_input(x, 2, f"(N, {self.in_features})")
-        self.output_shape(x.shape[1:])
-        x = np.ascontiguousarray(x, dtype=self.dtype)
+        self._same_device(x)
+        self.output_shape(tuple(x.shape[1:]))
+        x = self._input(x, 2, f"(N, {self.in_features})", self.dtype)
         self._x = x
-        y = x @ self.weight.data.T
-        if self.bias is not None:
-            y += self.bias.data
-        return y
+        return F.linear_forward(x, self.weight.data,
+                                None if self.bias is None else self.bias.data)
 
     def backward(self, dy):
         self._need_forward("_x")
-        self._check_dy(dy, (self._x.shape[0], self.out_features))
-        dy = np.ascontiguousarray(dy, dtype=self.dtype)
-        self.weight.grad += dy.T @ self._x
-        if self.bias is not None:
-            self.bias.grad += dy.sum(axis=0)
-        return dy @ self.weight.data
+        dy = self._grad(dy, (self._x.shape[0], self.out_features), self._x)
+        return F.linear_backward(self._x, self.weight.data, dy, self.weight.grad,
+                                 None if self.bias is None else self.bias.grad)
 
     def parameters(self):
         return [self.weight] + ([self.bias] if self.bias is not None else [])
@@ -510,15 +617,21 @@ class Flatten(Layer):
         return (int(np.prod(shape)),)
 
     def forward(self, x):
-        if not isinstance(x, np.ndarray) or x.ndim < 2:
+        if is_device_array(x):
+            x = as_device_array(x)
+        elif not isinstance(x, np.ndarray):
+            x = None
+        if x is None or x.ndim < 2:
             raise ValueError(f"`x` for Flatten() must have a batch axis and at least one "
                              f"more, got shape {getattr(x, 'shape', None)}")
-        self._shape = x.shape
-        return x.reshape(x.shape[0], -1)
+        self._shape = tuple(x.shape)
+        return x.reshape(self._shape[0], int(np.prod(self._shape[1:])))
 
     def backward(self, dy):
         self._need_forward("_shape")
         self._check_dy(dy, (self._shape[0], int(np.prod(self._shape[1:]))))
+        if is_device_array(dy):
+            dy = self._device_input(dy, None, "", name="dy")
         return dy.reshape(self._shape)
 
 
@@ -533,14 +646,13 @@ class _Activation(Layer):
         x = self._float_input(x)
         y = self._f(x)
         self._saved = (x if self._keeps == "x" else None, y if self._keeps == "y" else None,
-                       y.shape)
+                       tuple(y.shape))
         return y
 
     def backward(self, dy):
         self._need_forward("_saved")
         x, y, shape = self._saved
-        self._check_dy(dy, shape)
-        return self._df(x, y, dy)
+        return self._df(x, y, self._grad(dy, shape, y if x is None else x))
 
 
 class ReLU(_Activation):
@@ -571,23 +683,21 @@ class ReLU(_Activation):
         return F.leaky_relu_backward(y if x is None else x, dy, self.negative_slope, out=out)
 
     def forward(self, x, *, inplace=False):
-        writable = (isinstance(x, np.ndarray) and x.dtype in (np.float32, np.float64)
-                    and x.flags.c_contiguous and x.flags.writeable)
-        if not inplace or self._keeps != "y" or not writable:
+        if not inplace or self._keeps != "y" or not _writable(x):
             return super().forward(x)
         x = self._float_input(x)
         y = self._f(x, out=x)
-        self._saved = (None, y, y.shape)
+        self._saved = (None, y, tuple(y.shape))
         return y
 
     def backward(self, dy, *, inplace=False):
         self._need_forward("_saved")
         x, y, shape = self._saved
         ref = y if x is None else x
-        if not (inplace and isinstance(dy, np.ndarray) and dy.dtype == ref.dtype
-                and dy.flags.c_contiguous and dy.flags.writeable):
+        if not (inplace and _writable(dy) and dy.dtype == ref.dtype
+                and F.device_of(dy) == F.device_of(ref)):
             return super().backward(dy)
-        self._check_dy(dy, shape)
+        dy = self._grad(dy, shape, ref)
         return self._df(x, y, dy, out=dy)
 
 
@@ -625,10 +735,10 @@ class Sigmoid(_Activation):
     _keeps = "y"
 
     def _f(self, x):
-        return expit(x)
+        return F.sigmoid(x)
 
     def _df(self, x, y, dy):
-        return dy * y * (1 - y)
+        return F.sigmoid_backward(y, dy)
 
 
 class Tanh(_Activation):
@@ -644,10 +754,10 @@ class Tanh(_Activation):
     _keeps = "y"
 
     def _f(self, x):
-        return np.tanh(x)
+        return F.tanh(x)
 
     def _df(self, x, y, dy):
-        return dy * (1 - y * y)
+        return F.tanh_backward(y, dy)
 
 
 #: every layer class by name, for rebuilding saved models

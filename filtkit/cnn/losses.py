@@ -5,12 +5,16 @@ A loss is called on a batch (``loss(prediction, target)``, or
 what its ``backward`` needs; ``backward()`` then returns the gradient of
 that mean with respect to the prediction, in the prediction's dtype.
 Everything is computed in the dtype of the prediction: float32 stays
-float32, float64 stays float64.
+float32, float64 stays float64.  ``CrossEntropyLoss`` also takes GPU logits
+(a model on 'cuda'): the loss and its gradient are computed there, only the
+mean comes back, and ``backward()`` returns a GPU array.
 """
 
 import numpy as np
 
 from .._validate import as_float, check_array
+from ..backends import as_device_array, is_device_array
+from . import functional as F
 
 __all__ = ["Loss", "CrossEntropyLoss", "MSELoss"]
 
@@ -112,6 +116,10 @@ class CrossEntropyLoss(Loss):
            [ 0.1667,  0.1667, -0.3333]], dtype=float32)
     >>> loss
     CrossEntropyLoss()
+
+    GPU logits (float32/float64, C-contiguous) are accepted with host
+    labels; a non-finite logit raises the same ValueError, found from the
+    mean that comes back.
     """
 
     name = "cross_entropy"
@@ -129,21 +137,31 @@ class CrossEntropyLoss(Loss):
         float
         """
         logits, target = self._check(logits, target)
-        n = logits.shape[0]
-        rows = np.arange(n)
-        shifted = logits - logits.max(axis=1, keepdims=True)
-        log_sum = np.log(np.exp(shifted).sum(axis=1, keepdims=True))
-        log_prob = shifted - log_sum
-        loss = -log_prob[rows, target].mean()
-        self._cache = (np.exp(log_prob), target)
-        return float(loss)
+        loss, grad = F.cross_entropy(logits, target)
+        if np.isnan(loss):  # only a non-finite logit gives NaN (GPU logits: checked here)
+            raise ValueError("`logits` must be finite, got NaN or infinite values")
+        self._cache = grad
+        return loss
 
     @staticmethod
     def _check(logits, target):
-        logits = check_array(logits, "logits", ndims=(2,))
-        logits = as_float(logits)
-        _check_finite(logits, "logits")
+        if is_device_array(logits):
+            logits = as_device_array(logits)
+            if logits.ndim != 2 or logits.size == 0:
+                raise ValueError(f"`logits` must be a non-empty 2-D array, got shape "
+                                 f"{tuple(logits.shape)}")
+            if np.dtype(logits.dtype) not in (np.float32, np.float64):
+                raise TypeError(f"`logits` on the GPU must be float32 or float64, got "
+                                f"{logits.dtype}")
+            if not logits.is_c_contiguous():
+                raise ValueError("`logits` on the GPU must be C-contiguous")
+        else:
+            logits = as_float(check_array(logits, "logits", ndims=(2,)))
+            _check_finite(logits, "logits")
         n, k = logits.shape
+        if is_device_array(target):
+            raise TypeError("`target` must be a host (numpy) array of class indices; "
+                            "it is uploaded with the logits")
         if isinstance(target, np.ndarray):
             tgt = target
         else:
@@ -166,12 +184,7 @@ class CrossEntropyLoss(Loss):
         return logits, tgt.astype(np.intp, copy=True)
 
     def _backward(self):
-        prob, target = self._cache
-        n = prob.shape[0]
-        grad = prob.copy()
-        grad[np.arange(n), target] -= 1
-        grad /= prob.dtype.type(n)
-        return grad
+        return F.copy(self._cache)  # a copy: the caller may overwrite it
 
 
 class MSELoss(Loss):
@@ -212,6 +225,9 @@ class MSELoss(Loss):
         -------
         float
         """
+        if is_device_array(pred):
+            raise TypeError("`pred` must be a numpy array: MSELoss runs on the host only "
+                            "(download GPU arrays with .copy_to_host())")
         pred = as_float(check_array(pred, "pred"))
         _check_finite(pred, "pred")
         tgt = check_array(target, "target")

@@ -5,6 +5,12 @@ A model is a list of layers run in order; ``backward`` runs them in reverse.
 ``predict`` and ``predict_proba`` run in evaluation mode, ``save`` writes
 the architecture, the weights and the optimizer state to one ``.npz``
 file atomically and :func:`load` rebuilds the model from it.
+
+``model.to("cuda")`` moves the parameters and the optimizer state to the
+GPU; training and inference then upload each batch and keep activations and
+gradients on the device, and only the loss, a few flags and the predictions
+come back.  The numerics are the CPU's (the same backend functions' CUDA
+twins), equal within float rounding.
 """
 
 import json
@@ -15,7 +21,8 @@ import numpy as np
 
 from .._files import replace_atomically
 from .._validate import check_array, check_int_tuple
-from ..backends import single_threaded_blas
+from ..backends import is_device_array, single_threaded_blas
+from . import functional as F
 from . import losses as _losses
 from . import optim as _optim
 from .layers import (
@@ -70,6 +77,12 @@ class Sequential(Layer):
         One sample's shape, e.g. ``(1, 28, 28)``; checked against the layers
         and saved with the model (``fit`` records it when not given).
 
+    Attributes
+    ----------
+    device : {'cpu', 'cuda'}
+        Where the parameters, the optimizer state and the activations live;
+        changed by :meth:`to`.
+
     Examples
     --------
     >>> import numpy as np
@@ -100,11 +113,57 @@ class Sequential(Layer):
         if len(dtypes) > 1:
             raise ValueError(f"`layers` must share one dtype, got {sorted(map(str, dtypes))}")
         self.dtype = dtypes.pop() if dtypes else np.dtype(np.float32)
+        devices = {p.device for p in self.parameters()}
+        if len(devices) > 1:
+            raise ValueError("`layers` must have their parameters on one device, got "
+                             f"{sorted(devices)} (move them with .to())")
+        self.device = devices.pop() if devices else "cpu"
+
+    def to(self, device):
+        """Move the parameters (values and gradients) and the optimizer state to
+        ``device``; returns the model.
+
+        Parameters
+        ----------
+        device : {'cpu', 'cuda'}
+            'cuda': the GPU (numba-cuda, or Numba's simulator). Moving copies the
+            arrays exactly, so ``.to("cuda").to("cpu")`` gives back the same bits.
+
+        Raises
+        ------
+        ValueError
+            ``device`` is neither 'cpu' nor 'cuda'.
+        RuntimeError
+            'cuda' without a GPU (or the simulator) or numba-cuda; nothing is moved.
+
+        Examples
+        --------
+        >>> model = lenet5(input_size=8, seed=0)
+        >>> model.to("gpu")
+        Traceback (most recent call last):
+            ...
+        ValueError: `device` must be one of {'cpu', 'cuda'}, got 'gpu'
+        >>> model.to("cpu").device
+        'cpu'
+        """
+        F.check_device(device)
+        for layer in self.layers:
+            layer.to(device)
+        if self.optimizer is not None:
+            self.optimizer._to(device)
+        self.device = device
+        return self
 
     # -- the Layer interface ------------------------------------------------
     def forward(self, x):
-        """Run every layer in order; ``x`` is converted to the model's dtype."""
-        return self._run(self._prepare_x(x, "x"))
+        """Run every layer in order; ``x`` is converted to the model's dtype.
+
+        On 'cuda' a host ``x`` is uploaded first, and the output is a GPU array.
+        """
+        if is_device_array(x):
+            return self._run(x)  # the first layer checks it
+        x = self._prepare_x(x, "x")
+        return self._run(F.to_device(x, self.device))
 
     def _run(self, x):
         """Forward pass; ReLUs overwrite the intermediates the model itself made."""
@@ -124,7 +183,10 @@ class Sequential(Layer):
 
     def backward(self, dy):
         """Back-propagate ``dy`` (gradient of the loss w.r.t. the output) through
-        every layer, accumulating parameter gradients; returns the input gradient."""
+        every layer, accumulating parameter gradients; returns the input gradient
+        (on 'cuda' a host ``dy`` is uploaded first)."""
+        if not is_device_array(dy) and self.device == "cuda":
+            dy = F.to_device(np.asarray(dy, dtype=self.dtype), "cuda")
         return self._backward(dy, input_grad=True)
 
     def _backward(self, dy, input_grad):
@@ -190,6 +252,9 @@ class Sequential(Layer):
 
     # -- data checks ----------------------------------------------------------
     def _prepare_x(self, X, name):
+        if is_device_array(X):
+            raise TypeError(f"`{name}` must be a host (numpy) array: the model uploads "
+                            f"each batch itself")
         X = check_array(X, name)
         if X.dtype.kind == "f" and not np.isfinite(X).all():
             raise ValueError(f"`{name}` must be finite, got NaN or infinity")
@@ -262,7 +327,11 @@ class Sequential(Layer):
             When a loss or gradient becomes NaN or infinite; the weights of the
             last step with a finite loss are kept.
 
-        Every argument is checked before any weight changes.
+        Every argument is checked before any weight changes.  On 'cuda' (see
+        :meth:`to`) ``loss`` must be a :class:`~filtkit.cnn.losses.CrossEntropyLoss`,
+        the optimizer's state moves to the GPU with the model, each batch is
+        uploaded (after ``augment``, which runs on the host) and only the loss,
+        two finiteness flags and the batch's predicted classes come back.
         """
         epochs = check_int_tuple(epochs, "epochs", 1)[0]
         batch_size = check_int_tuple(batch_size, "batch_size", 1)[0]
@@ -276,6 +345,8 @@ class Sequential(Layer):
         loss = _losses.CrossEntropyLoss() if loss is None else loss
         if not isinstance(loss, _losses.Loss):
             raise TypeError(f"`loss` must be a filtkit.cnn.losses loss, got {loss!r}")
+        if self.device == "cuda" and not isinstance(loss, _losses.CrossEntropyLoss):
+            raise ValueError(f"`loss` on device 'cuda' must be a CrossEntropyLoss, got {loss!r}")
         if optimizer is None:
             optimizer = self.optimizer or _optim.Adam(self.parameters())
         if not isinstance(optimizer, _optim.Optimizer):
@@ -287,6 +358,7 @@ class Sequential(Layer):
         if any(id(p) not in owned for p in optimizer.params):
             raise ValueError("`optimizer` must be built on this model's parameters()")
         rng = np.random.default_rng(seed)
+        optimizer._to(self.device)  # the optimizer state follows the model
         self.optimizer = optimizer
         if self.input_shape is None:
             self.input_shape = X.shape[1:]
@@ -306,6 +378,7 @@ class Sequential(Layer):
             history.update(val_loss=[], val_accuracy=[])
         n = len(X)
         n_batches = -(-n // batch_size)
+        params = self.parameters()
         good = None  # (weights, optimizer state) after the last finite-loss step
         for epoch in range(epochs):
             self.train()
@@ -320,13 +393,13 @@ class Sequential(Layer):
                     if augment is not None:
                         xb = np.ascontiguousarray(augment(xb, rng), dtype=self.dtype)
                     self.zero_grad()
-                    out = self._run(xb)
-                    finite = bool(np.isfinite(out).all())
+                    out = self._run(F.to_device(xb, self.device))
+                    finite = F.all_finite(out)
                     value = loss(out, yb) if finite else np.nan
                     grads_ok = False
                     if finite and np.isfinite(value):
                         self._backward(loss.backward(), input_grad=False)
-                        grads_ok = all(np.isfinite(p.grad).all() for p in self.parameters())
+                        grads_ok = F.all_finite(*(p.grad for p in params))
                     if not grads_ok:
                         what = "loss" if not np.isfinite(value) else "a gradient"
                         # a non-finite loss: back to the weights of the last finite one;
@@ -337,10 +410,10 @@ class Sequential(Layer):
                             f"training diverged at epoch {epoch + 1}, batch {b + 1}: {what} "
                             f"is NaN or infinite; kept the weights of the last step with a "
                             f"finite loss (try a smaller `lr`)", history)
-                    good = self._snapshot()
+                    good = self._snapshot(good)
                     optimizer.step()
                     total_loss += value * len(idx)
-                    correct += int((out.argmax(axis=1) == yb).sum())
+                    correct += int((F.argmax_rows(out) == yb).sum())
                     seen += len(idx)
                     bar.update(len(idx))
                     bar.set_postfix(loss=f"{total_loss / seen:.4f}",
@@ -360,28 +433,39 @@ class Sequential(Layer):
         self.eval()
         return history
 
-    def _snapshot(self):
-        state = self.optimizer.state_dict() if self.optimizer is not None else None
-        state = None if state is None else {k: np.copy(v) for k, v in state.items()}
-        return [p.data.copy() for p in self.parameters()], state
+    def _snapshot(self, into=None):
+        """Copies of the weights and the optimizer state, where they live (device-to-
+        device on the GPU), written into the arrays of the older snapshot ``into``."""
+        old_w, old_s = into if into is not None else (None, None)
+        weights = [F.copy(p.data, None if old_w is None else old_w[i])
+                   for i, p in enumerate(self.parameters())]
+        state = None
+        if self.optimizer is not None:
+            state = self.optimizer._snapshot(old_s)
+        return weights, state
 
     def _restore(self, snap):
         weights, state = snap
         for p, w in zip(self.parameters(), weights):
-            p.data[...] = w
+            F.copy(w, p.data)  # in place: views of the weights stay valid
         if state is not None:
-            self.optimizer.load_state_dict(state)
+            self.optimizer._restore(state)
 
     # -- inference ------------------------------------------------------------
-    def _logits(self, X, batch_size):
+    def _batches(self, X, batch_size, each):
+        """``[each(i, out) for each batch]``, ``out`` the model's output for the batch
+        starting at ``i`` (on the model's device), in evaluation mode."""
         batch_size = check_int_tuple(batch_size, "batch_size", 1)[0]
         mode = self.training
         self.eval()
         try:
-            outs = [self._run(X[i:i + batch_size]) for i in range(0, len(X), batch_size)]
+            return [each(i, self._run(F.to_device(X[i:i + batch_size], self.device)))
+                    for i in range(0, len(X), batch_size)]
         finally:
             self.train(mode)
-        return np.concatenate(outs)
+
+    def _logits(self, X, batch_size):
+        return np.concatenate(self._batches(X, batch_size, lambda i, out: F.to_host(out)))
 
     def evaluate(self, X, y, *, batch_size=256, loss=None):
         """Mean loss and accuracy on ``(X, y)`` in evaluation mode.
@@ -392,16 +476,29 @@ class Sequential(Layer):
             ``{"loss": float, "accuracy": float}``.
         """
         X, y = self._prepare_xy(X, y)
-        logits = self._logits(X, batch_size)
         loss = _losses.CrossEntropyLoss() if loss is None else loss
-        return {"loss": float(loss(logits, y)),
-                "accuracy": float((logits.argmax(axis=1) == y).mean())}
+        if self.device == "cpu":
+            logits = self._logits(X, batch_size)
+            return {"loss": float(loss(logits, y)),
+                    "accuracy": float((logits.argmax(axis=1) == y).mean())}
+        if not isinstance(loss, _losses.CrossEntropyLoss):
+            raise ValueError(f"`loss` on device 'cuda' must be a CrossEntropyLoss, got {loss!r}")
+
+        def batch(i, out):  # the batch's mean loss and its hits; only these come back
+            yb = y[i:i + out.shape[0]]
+            return loss(out, yb) * len(yb), int((F.argmax_rows(out) == yb).sum())
+
+        sums, hits = zip(*self._batches(X, batch_size, batch))
+        return {"loss": float(sum(sums) / len(y)), "accuracy": float(sum(hits) / len(y))}
 
     def predict_proba(self, X, *, batch_size=256):
         """Class probabilities (softmax of the outputs), shape (N, classes)."""
         X = self._prepare_x(X, "X")
         self._n_classes(X.shape[1:], "X")
-        return _softmax(self._logits(X, batch_size))
+        if self.device == "cpu":
+            return _softmax(self._logits(X, batch_size))
+        return np.concatenate(self._batches(X, batch_size,
+                                            lambda i, out: F.to_host(F.softmax(out))))
 
     def predict(self, X, *, batch_size=256):
         """The most probable class of every sample, shape (N,)."""
@@ -410,11 +507,12 @@ class Sequential(Layer):
     # -- saving ---------------------------------------------------------------
     def save(self, path):
         """Write the architecture, the weights and the optimizer state (if any)
-        to ``path`` (.npz), atomically: a temporary file, then a rename."""
+        to ``path`` (.npz), atomically: a temporary file, then a rename.  A model
+        on 'cuda' writes the same file as on the CPU (its arrays are downloaded)."""
         path = os.fspath(path)
         arch = [{"class": type(layer).__name__, "config": layer.config()}
                 for layer in self.layers]
-        arrays = {f"param.{i}": p.data for i, p in enumerate(self.parameters())}
+        arrays = {f"param.{i}": F.to_host(p.data) for i, p in enumerate(self.parameters())}
         meta = {"format": FORMAT, "layers": arch, "optimizer": None,
                 "input_shape": None if self.input_shape is None else list(self.input_shape)}
         if self.optimizer is not None:
@@ -428,7 +526,8 @@ class Sequential(Layer):
 
 
 def load(path):
-    """Rebuild a model written by :meth:`Sequential.save`.
+    """Rebuild a model written by :meth:`Sequential.save`, on the CPU (move it with
+    ``.to("cuda")``).
 
     The optimizer, when one was saved, is rebuilt on the model's parameters
     with its state and attached as ``model.optimizer`` (``fit`` resumes it).

@@ -11,6 +11,11 @@ The arithmetic follows ``torch.optim`` (single-tensor path, as used on the
 CPU) operation by operation and runs in each parameter's dtype: float32
 parameters get float32 updates (Python scalars are rounded to float32
 first, as PyTorch does), float64 parameters float64 updates.
+
+Parameters on the GPU (a model moved with ``.to("cuda")``) are updated there
+by the CUDA twins of the same fused update functions; the buffers follow
+their parameters (``_to``, called by ``Sequential.to`` and ``fit``, or at the
+next step), and ``state_dict`` always returns host arrays.
 """
 
 import math
@@ -19,7 +24,8 @@ import re
 
 import numpy as np
 
-from ..backends import cpu
+from ..backends import is_device_array
+from . import functional as F
 
 __all__ = ["Optimizer", "SGD", "Adam", "CosineAnnealingLR"]
 
@@ -85,12 +91,12 @@ def _check_params(params):
     seen = set()
     for i, p in enumerate(params):
         data = getattr(p, "data", None)
-        if not isinstance(data, np.ndarray) or not hasattr(p, "grad"):
+        if not (isinstance(data, np.ndarray) or is_device_array(data)) or not hasattr(p, "grad"):
             raise TypeError(
                 f"`params` must hold Parameter objects (with `data` and `grad`), "
                 f"item {i} is {type(p).__name__}"
             )
-        if data.dtype.kind != "f":
+        if np.dtype(data.dtype).kind != "f":
             raise TypeError(
                 f"`params` item {i} must hold floating-point data, got dtype {data.dtype}"
             )
@@ -107,6 +113,13 @@ def _hyperparameter(name):
     """A read-only property giving the hyperparameter ``name`` (a key of ``_hp``)."""
     return property(lambda self: self._hp[name],
                     doc=f"The ``{name}`` hyperparameter (read-only; set by the constructor).")
+
+
+def _fits(dst, src):
+    """``dst`` if ``src`` can be copied into it (same shape, dtype and device), else None."""
+    if dst is None or tuple(dst.shape) != tuple(src.shape) or dst.dtype != src.dtype:
+        return None
+    return dst if F.device_of(dst) == F.device_of(src) else None
 
 
 # ---------------------------------------------------------------- base class
@@ -205,13 +218,23 @@ class Optimizer:
         grads = []
         for i, p in enumerate(self.params):
             g = p.grad
-            if not isinstance(g, np.ndarray) or g.shape != p.data.shape:
-                shape = getattr(g, "shape", None)
+            on_gpu = is_device_array(p.data)
+            shape = getattr(g, "shape", None)
+            shape = None if shape is None else tuple(shape)
+            if (on_gpu != is_device_array(g) or (not on_gpu and not isinstance(g, np.ndarray))
+                    or shape != tuple(p.data.shape)):
+                where = "a GPU array" if on_gpu else "an array"
                 raise ValueError(
-                    f"`grad` of parameter {i} ({p.name!r}) must be an array of shape "
-                    f"{p.data.shape}, got {type(g).__name__} with shape {shape}"
+                    f"`grad` of parameter {i} ({p.name!r}) must be {where} of shape "
+                    f"{tuple(p.data.shape)}, got {type(g).__name__} with shape {shape}"
                 )
-            grads.append(np.asarray(g, dtype=p.data.dtype))
+            if on_gpu:
+                if g.dtype != p.data.dtype:
+                    raise ValueError(f"`grad` of parameter {i} ({p.name!r}) on the GPU must "
+                                     f"have dtype {p.data.dtype}, got {g.dtype}")
+                grads.append(g)
+            else:
+                grads.append(np.ascontiguousarray(g, dtype=p.data.dtype))
         self._step_count += 1
         for i, (p, g) in enumerate(zip(self.params, grads)):
             self._update(i, p, g)
@@ -223,6 +246,41 @@ class Optimizer:
         """Set every parameter's gradient to zero (in place)."""
         for p in self.params:
             p.zero_grad()
+
+    # -- where the buffers live
+    def _to(self, device):
+        """Move every buffer to ``device`` ('cpu' or 'cuda'), exactly."""
+        for bufs in self._state.values():
+            for i, arr in enumerate(bufs):
+                if arr is not None:
+                    bufs[i] = F.to_device(arr, device)
+
+    def _buffer(self, name, i):
+        """Buffer ``name`` of parameter ``i``, moved to its parameter's device if it is
+        elsewhere (None before the first step)."""
+        arr = self._state[name][i]
+        if arr is not None:
+            arr = self._state[name][i] = F.to_device(arr, self.params[i].device)
+        return arr
+
+    def _snapshot(self, into=None):
+        """A copy of the whole state, each buffer on its own device (a device-to-device
+        copy on the GPU), written into the arrays of an older snapshot ``into`` where
+        they fit."""
+        old = into[2] if into is not None else {}
+        bufs = {}
+        for b, arrs in self._state.items():
+            prev = old.get(b, [None] * len(arrs))
+            bufs[b] = [None if a is None else F.copy(a, _fits(d, a)) for a, d in zip(arrs, prev)]
+        return dict(self._hp), self._step_count, bufs
+
+    def _restore(self, snap):
+        """Go back to a :meth:`_snapshot` (copied again: the snapshot stays usable)."""
+        hp, step, bufs = snap
+        self._hp = dict(hp)
+        self._step_count = step
+        self._state = {b: [None if a is None else F.copy(a) for a in arrs]
+                       for b, arrs in bufs.items()}
 
     # -- saving and restoring
     def state_dict(self):
@@ -244,7 +302,7 @@ class Optimizer:
         for b in self._buffers:
             for i, arr in enumerate(self._state[b]):
                 if arr is not None:
-                    out[f"{b}.{i}"] = arr.copy()
+                    out[f"{b}.{i}"] = arr.copy_to_host() if is_device_array(arr) else arr.copy()
         return out
 
     def load_state_dict(self, state_dict):
@@ -294,14 +352,14 @@ class Optimizer:
                     f"but the optimizer has {n} parameter(s)"
                 )
             p = self.params[i]
-            arr = np.asarray(value)
+            arr = value.copy_to_host() if is_device_array(value) else np.asarray(value)
             if arr.dtype.kind != "f":
                 raise TypeError(f"`state_dict` entry {key!r} must be a float array, got "
                                 f"dtype {arr.dtype}")
-            if arr.shape != p.data.shape:
+            if arr.shape != tuple(p.data.shape):
                 raise ValueError(
                     f"`state_dict` entry {key!r} has shape {arr.shape}, but parameter {i} "
-                    f"({p.name!r}) has shape {p.data.shape}"
+                    f"({p.name!r}) has shape {tuple(p.data.shape)}"
                 )
             found[m.group(1)][i] = np.array(arr, dtype=p.data.dtype, order="C", copy=True)
         for b, got in found.items():
@@ -316,6 +374,9 @@ class Optimizer:
         self._hp = hp
         self._step_count = step
         self._state = {b: [found[b].get(i) for i in range(n)] for b in self._buffers}
+        for b in self._buffers:  # each buffer where its parameter lives
+            for i in range(n):
+                self._buffer(b, i)
 
     def _check_buffers(self, step, present):
         """Subclass hook: ValueError if the set of buffers does not fit ``step``."""
@@ -412,23 +473,22 @@ class SGD(Optimizer):
     weight_decay = _hyperparameter("weight_decay")
 
     def _update(self, i, param, grad):
+        # one fused pass (the backends' sgd_update), operation for operation:
+        #   g = g + wd * theta
+        #   buf = g (first step), else buf = buf * mu + (1 - dampening) * g
+        #   g = g + mu * buf (nesterov) or buf;  theta += -lr * g
         hp = self._hp
-        t = param.data.dtype.type
         theta = param.data
-        g = grad
-        if hp["weight_decay"] != 0:
-            g = g + t(hp["weight_decay"]) * theta
+        t = np.dtype(theta.dtype).type
         mu = hp["momentum"]
-        if mu != 0:
-            bufs = self._state["momentum_buffer"]
-            buf = bufs[i]
-            if buf is None:
-                buf = bufs[i] = np.array(g, order="C", copy=True)
-            else:
-                buf *= t(mu)
-                buf += t(1 - hp["dampening"]) * g
-            g = g + t(mu) * buf if hp["nesterov"] else buf
-        theta += t(-hp["lr"]) * g
+        buf = self._buffer("momentum_buffer", i) if mu != 0 else None
+        first = buf is None
+        if mu != 0 and first:
+            buf = self._state["momentum_buffer"][i] = F.empty_like(theta)
+        F.backend(theta).sgd_update(
+            theta.reshape(-1), grad.reshape(-1), (theta if buf is None else buf).reshape(-1),
+            t(hp["weight_decay"]), t(mu), t(1 - hp["dampening"]), t(-hp["lr"]),
+            hp["nesterov"], first)
 
 
 # ---------------------------------------------------------------- Adam
@@ -524,13 +584,13 @@ class Adam(Optimizer):
 
     def _update(self, i, param, grad):
         hp = self._hp
-        t = param.data.dtype.type
         theta = param.data
+        t = np.dtype(theta.dtype).type
         beta1, beta2 = hp["betas"]
-        m, v = self._state["exp_avg"][i], self._state["exp_avg_sq"][i]
+        m, v = self._buffer("exp_avg", i), self._buffer("exp_avg_sq", i)
         if m is None:
-            m = self._state["exp_avg"][i] = np.zeros_like(theta)
-            v = self._state["exp_avg_sq"][i] = np.zeros_like(theta)
+            m = self._state["exp_avg"][i] = F.zeros_like(theta)
+            v = self._state["exp_avg_sq"][i] = F.zeros_like(theta)
         # one fused pass (backends.cpu.adam_update), operation for operation:
         #   g = g + wd * theta
         #   m.lerp_(g, 1 - beta1), with torch's two formulas for small and large weights
@@ -540,10 +600,10 @@ class Adam(Optimizer):
         bias_correction1 = 1 - beta1**step
         bias_correction2 = 1 - beta2**step
         step_size = hp["lr"] / bias_correction1
-        cpu.adam_update(theta.reshape(-1), np.ascontiguousarray(grad).reshape(-1),
-                        m.reshape(-1), v.reshape(-1), t(hp["weight_decay"]), t(1 - beta1),
-                        t(beta2), t(1 - beta2), t(-step_size), t(bias_correction2**0.5),
-                        t(hp["eps"]))
+        F.backend(theta).adam_update(
+            theta.reshape(-1), grad.reshape(-1), m.reshape(-1), v.reshape(-1),
+            t(hp["weight_decay"]), t(1 - beta1), t(beta2), t(1 - beta2), t(-step_size),
+            t(bias_correction2**0.5), t(hp["eps"]))
 
 
 class CosineAnnealingLR:

@@ -2,6 +2,8 @@
 
 import numpy as np
 
+from . import functional as F
+
 
 class Parameter:
     """A trainable array with a gradient of the same shape and dtype.
@@ -9,6 +11,7 @@ class Parameter:
     Layers hold their weights as parameters; ``backward`` adds into
     ``grad`` (gradients accumulate until ``zero_grad``, as in PyTorch) and
     optimizers update ``data`` in place, so every view of it stays valid.
+    :meth:`to` moves both arrays to the GPU (numba device arrays) and back.
 
     Parameters
     ----------
@@ -36,19 +39,33 @@ class Parameter:
 
     @property
     def shape(self):
-        return self.data.shape
+        return tuple(self.data.shape)
 
     @property
     def dtype(self):
-        return self.data.dtype
+        return np.dtype(self.data.dtype)
 
     @property
     def size(self):
         return self.data.size
 
+    @property
+    def device(self):
+        """Where ``data`` and ``grad`` live: 'cpu' or 'cuda'."""
+        return F.device_of(self.data)
+
+    def to(self, device):
+        """Move ``data`` and ``grad`` to ``device`` ('cpu' or 'cuda'), exactly (copies of
+        the same bits); returns the parameter.  Views of the old arrays stay as they were."""
+        F.check_device(device)
+        self.data = F.to_device(self.data, device)
+        self.grad = F.to_device(self.grad, device)
+        return self
+
     def zero_grad(self):
         """Set the gradient to zero (in place)."""
-        self.grad[...] = 0
+        F.fill(self.grad, 0)
 
     def __repr__(self):
-        return f"Parameter(name={self.name!r}, shape={self.shape}, dtype={self.dtype})"
+        dev = "" if self.device == "cpu" else ", device='cuda'"
+        return f"Parameter(name={self.name!r}, shape={self.shape}, dtype={self.dtype}{dev})"

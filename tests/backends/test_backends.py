@@ -429,3 +429,162 @@ def test_cuda_batches_beyond_the_grid_limit_launch_in_slices(rng, monkeypatch):
     got = np.full((3, 4, 4, 4), np.nan, np.float32)
     cu.conv2d(xb, wb, bb, got, 1, 1, 0, 0, 1, 1)
     _assert_close(got, naive_conv2d(xb, wb, bb, (1, 1), (0, 0), (1, 1)), np.float32)
+
+
+# --- dense layers, losses, optimizers: the twins the networks train with on the GPU ------
+
+
+#: (M, K, N, trans_a, trans_b): every transposition within one 16x16 tile, then ragged
+#: shapes over several tiles (three along K, two along N) for the layers' two GEMMs
+MATMUL_CASES = [(3, 5, 4, False, False), (3, 5, 4, False, True), (3, 5, 4, True, False),
+                (3, 5, 4, True, True), (5, 37, 18, False, True), (5, 37, 18, True, False)]
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("m,k,n,trans_a,trans_b", MATMUL_CASES)
+def test_matmul(rng, backend, dtype, m, k, n, trans_a, trans_b):
+    a = rng.standard_normal((k, m) if trans_a else (m, k)).astype(dtype)
+    b = rng.standard_normal((n, k) if trans_b else (k, n)).astype(dtype)
+    ref = (a.T if trans_a else a).astype(np.float64) @ (b.T if trans_b else b).astype(np.float64)
+    out = np.full((m, n), np.nan, dtype=dtype)
+    backend.matmul(a, b, out, trans_a, trans_b, False)
+    _assert_close(out, ref, dtype)
+    np.testing.assert_allclose(out, (a.T if trans_a else a) @ (b.T if trans_b else b),
+                               rtol=_tol(dtype), atol=_tol(dtype) * np.abs(ref).max())
+    start = rng.standard_normal((m, n)).astype(dtype)
+    out = start.copy()
+    backend.matmul(a, b, out, trans_a, trans_b, True)  # accumulate: out += op(a) @ op(b)
+    _assert_close(out, start + ref, dtype)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_bias_helpers_and_elementwise_products(rng, backend, dtype):
+    y = rng.standard_normal((6, 5)).astype(dtype)
+    v = rng.standard_normal(5).astype(dtype)
+    out = y.copy()
+    backend.add_row_vector(out, v)
+    _assert_close(out, y.astype(np.float64) + v, dtype)
+    acc = rng.standard_normal(5).astype(dtype)
+    want = acc.astype(np.float64) + y.astype(np.float64).sum(axis=0)
+    backend.add_column_sums(y, acc)
+    _assert_close(acc, want, dtype)
+    a, b = (rng.standard_normal(300).astype(dtype) for _ in range(2))
+    out = np.full_like(a, np.nan)
+    backend.multiply(a, b, out)
+    np.testing.assert_array_equal(out, a * b)  # one rounding: exact on either device
+    c = a.copy()
+    backend.add_to(c, b)
+    np.testing.assert_array_equal(c, a + b)
+    backend.fill(c, 0.0)
+    assert (c == 0).all() and not np.signbit(c).any()
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_total_count_nonfinite_argmax(rng, backend, dtype):
+    x = rng.standard_normal(77).astype(dtype)
+    out = np.full(1, np.nan, dtype=dtype)
+    backend.total(x, out)
+    _assert_close(out, [x.astype(np.float64).sum()], dtype)
+    count = np.array([2], np.int32)
+    x[[3, 40, 41]] = [np.nan, np.inf, -np.inf]
+    backend.count_nonfinite(x, count)
+    assert count[0] == 5  # added to what was there
+    z = rng.integers(-3, 3, (9, 6)).astype(dtype)  # ties: the first maximum wins
+    z[4, 2] = z[7, 0] = z[7, 5] = np.nan  # a NaN wins, the first one, as numpy's
+    got = np.full(9, -1, np.int64)
+    backend.argmax_rows(z, got)
+    np.testing.assert_array_equal(got, np.argmax(z, axis=1))
+    assert got[4] == 2 and got[7] == 0
+
+
+@pytest.mark.filterwarnings("ignore::RuntimeWarning")  # the simulator's inf - inf
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_softmax_and_cross_entropy_match_torch(rng, backend, dtype):
+    torch = pytest.importorskip("torch")
+    logits = (3 * rng.standard_normal((7, 5))).astype(dtype)
+    logits[2] += 80.0  # exp would overflow without the row maximum subtracted
+    target = rng.integers(0, 5, 7).astype(np.int64)
+    tz = torch.tensor(logits.astype(np.float64), requires_grad=True)
+    tloss = torch.nn.functional.cross_entropy(tz, torch.from_numpy(target), reduction="none")
+    tloss.mean().backward()
+    losses = np.full(7, np.nan, dtype=dtype)
+    grad = np.full_like(logits, np.nan)
+    backend.cross_entropy(logits, target, losses, grad)
+    _assert_close(losses, tloss.detach().numpy(), dtype)
+    _assert_close(grad, tz.grad.numpy(), dtype)
+    prob = np.full_like(logits, np.nan)
+    backend.softmax(logits, prob)
+    _assert_close(prob, torch.softmax(tz.detach(), 1).numpy(), dtype)
+    logits[3, 1] = np.inf  # a non-finite row: a NaN loss there, the others unchanged
+    logits[5, 0] = np.nan
+    backend.cross_entropy(logits, target, losses, grad)
+    bad = np.isnan(losses)
+    np.testing.assert_array_equal(np.flatnonzero(bad), [3, 5])
+    _assert_close(losses[~bad], tloss.detach().numpy()[~bad], dtype)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_sigmoid_tanh_and_their_gradients(rng, backend, dtype):
+    from scipy.special import expit
+
+    x = (4 * rng.standard_normal(500)).astype(dtype)
+    x[:4] = [0.0, -800.0, 800.0, -30.0]  # exp(-x) or exp(x) overflows: no inf, no NaN
+    dy = rng.standard_normal(500).astype(dtype)
+    x64, dy64 = x.astype(np.float64), dy.astype(np.float64)
+    y = np.full_like(x, np.nan)
+    dx = np.full_like(x, np.nan)
+    backend.sigmoid(x, y)
+    ref = expit(x64)
+    np.testing.assert_allclose(y, ref, rtol=4 * np.finfo(dtype).eps, atol=0)
+    backend.sigmoid_backward(y, dy, dx)
+    y64 = y.astype(np.float64)
+    _assert_close(dx, dy64 * y64 * (1 - y64), dtype)
+    backend.tanh(x, y)
+    np.testing.assert_allclose(y, np.tanh(x64), rtol=4 * np.finfo(dtype).eps,
+                               atol=np.finfo(dtype).tiny)
+    backend.tanh_backward(y, dy, dx)
+    y64 = y.astype(np.float64)
+    _assert_close(dx, dy64 * (1 - y64 * y64), dtype)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("weight_decay,momentum,dampening,nesterov",
+                         [(0.0, 0.0, 0.0, False), (0.01, 0.9, 0.0, False),
+                          (0.0, 0.8, 0.3, False), (0.02, 0.7, 0.0, True)])
+def test_sgd_update_rounds_as_numpy(rng, backend, dtype, weight_decay, momentum, dampening,
+                                    nesterov):
+    """Two fused SGD steps (the first starts the momentum buffer) equal torch's operations
+    done by numpy, bit for bit on the CPU; the gradient is not modified."""
+    t = dtype
+    n = 555
+    theta = rng.standard_normal(n).astype(t)
+    buf = np.full(n, np.nan, t)  # the first step writes it without reading it
+    lr = 0.05
+    ref_theta, ref_buf = theta.copy(), None
+    for step in range(2):
+        g = rng.standard_normal(n).astype(t)
+        g0 = g.copy()
+        gg = g + t(weight_decay) * ref_theta if weight_decay else g
+        if momentum:
+            if ref_buf is None:
+                ref_buf = gg.copy()
+            else:
+                ref_buf = ref_buf * t(momentum)
+                ref_buf = ref_buf + t(1 - dampening) * gg
+            gg = gg + t(momentum) * ref_buf if nesterov else ref_buf
+        ref_theta = ref_theta + t(-lr) * gg
+        backend.sgd_update(theta, g, buf, t(weight_decay), t(momentum),
+                           t(1 - dampening), t(-lr), nesterov, step == 0)
+        np.testing.assert_array_equal(g, g0)
+    if backend is cpu:
+        check = np.testing.assert_array_equal
+    else:  # the CUDA compiler fuses multiply-adds: a few units in the last place
+        eps_t = np.finfo(dtype).eps
+
+        def check(a, b):
+            np.testing.assert_allclose(a, b, rtol=8 * eps_t, atol=8 * eps_t * np.abs(b).max())
+    check(theta, ref_theta)
+    if momentum:
+        check(buf, ref_buf)
+    else:  # without momentum the buffer is neither read nor written
+        assert np.isnan(buf).all()
