@@ -165,11 +165,31 @@ class Sequential(Layer):
         x = self._prepare_x(x, "x")
         return self._run(F.to_device(x, self.device))
 
+    def _plan(self):
+        """The layers in the order they run: a ReLU followed by a MaxPool2D runs after
+        it instead, on the pooled (smaller) array.
+
+        ``max(relu(x)) == relu(max(x))``, and the gradients agree too: where a
+        window's maximum is positive both orders send the delta to the same first
+        maximum, and where it is not the ReLU's gradient zeroes it in both.  Only
+        for the plain ReLU: a leaky slope can round two inputs to one output and so
+        move a tie.
+        """
+        layers = list(self.layers)
+        i = 0
+        while i < len(layers) - 1:
+            if type(layers[i]) is ReLU and isinstance(layers[i + 1], MaxPool2D):
+                layers[i], layers[i + 1] = layers[i + 1], layers[i]
+                i += 2
+            else:
+                i += 1
+        return layers
+
     def _run(self, x):
         """Forward pass; ReLUs overwrite the intermediates the model itself made."""
         owned = False  # the caller's array, or a view of it, is never overwritten
         with single_threaded_blas():
-            for layer in self.layers:
+            for layer in self._plan():
                 if owned and isinstance(layer, ReLU):
                     x = layer.forward(x, inplace=True)
                     continue
@@ -193,15 +213,16 @@ class Sequential(Layer):
         """Backward pass; with ``input_grad`` false ``dy`` is the loss's own gradient,
         which the ReLUs may overwrite like every intermediate the model made."""
         owned = not input_grad
+        plan = self._plan()
         with single_threaded_blas():
-            for layer in reversed(self.layers[1:]):
+            for layer in reversed(plan[1:]):
                 if owned and isinstance(layer, ReLU):
                     dy = layer.backward(dy, inplace=True)
                     continue
                 g = layer.backward(dy)
                 owned = owned if (g is dy or isinstance(layer, Flatten)) else True
                 dy = g
-            first = self.layers[0]
+            first = plan[0]
             if not input_grad and isinstance(first, Conv2D):
                 return first.backward(dy, input_grad=False)
             return first.backward(dy)

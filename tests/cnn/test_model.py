@@ -673,6 +673,51 @@ def test_in_place_relu_keeps_every_gradient(act):
     assert np.abs(layers[0].weight.grad).max() > 0
 
 
+@pytest.mark.parametrize("padding", [0, 1])
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_relu_before_max_pool_runs_after_it_with_torchs_results(dtype, padding):
+    """Sequential runs ReLU -> MaxPool2D as MaxPool2D -> ReLU (a quarter of the work);
+    outputs and every gradient stay torch's, also for windows whose values are all
+    negative, tied, zero or NaN."""
+    torch = pytest.importorskip("torch")
+    rng = np.random.default_rng(12)
+    conv = cnn.Conv2D(2, 3, 3, padding=1, dtype=dtype, rng=3)
+    model = cnn.Sequential([conv, cnn.ReLU(), cnn.MaxPool2D(3, stride=2, padding=padding),
+                            cnn.Flatten()])
+    assert [type(layer).__name__ for layer in model._plan()] == [
+        "Conv2D", "MaxPool2D", "ReLU", "Flatten"]
+    x = rng.standard_normal((3, 2, 9, 9)).astype(dtype)
+    x[0] = 0.0  # every window all zero
+    x[1, :, :4] = -np.abs(x[1, :, :4]) - 5  # strongly negative windows
+    x[2, 0, 5, 5] = np.nan
+    conv.bias.data[:] = 0.0
+    y = model._run(x.copy())  # fit's pass (forward() refuses the NaN)
+    dy = rng.standard_normal(y.shape).astype(dtype)
+    model.zero_grad()
+    dx = model.backward(dy.copy())
+
+    tconv = torch.nn.Conv2d(2, 3, 3, padding=1).to(getattr(torch, dtype))
+    with torch.no_grad():
+        tconv.weight.copy_(torch.from_numpy(conv.weight.data))
+        tconv.bias.copy_(torch.from_numpy(conv.bias.data))
+    tx = torch.from_numpy(x).requires_grad_()
+    ty = torch.nn.functional.max_pool2d(torch.relu(tconv(tx)), 3, 2, padding).flatten(1)
+    ty.backward(torch.from_numpy(dy))
+    np.testing.assert_array_equal(np.isnan(y), np.isnan(ty.detach().numpy()))
+    tol = dict(rtol=1e-5, atol=1e-6) if dtype == "float32" else dict(rtol=1e-12, atol=1e-13)
+    np.testing.assert_allclose(y, ty.detach().numpy(), **tol)
+    np.testing.assert_allclose(dx, tx.grad.numpy(), **tol)
+    np.testing.assert_allclose(conv.weight.grad, tconv.weight.grad.numpy(), **tol)
+    np.testing.assert_allclose(conv.bias.grad, tconv.bias.grad.numpy(), **tol)
+    assert np.abs(dx[~np.isnan(dx)]).max() > 0
+
+
+def test_leaky_relu_before_max_pool_keeps_its_place():
+    model = cnn.Sequential([cnn.LeakyReLU(0.1), cnn.MaxPool2D(2), cnn.ReLU(), cnn.Flatten()])
+    assert [type(layer).__name__ for layer in model._plan()] == [
+        "LeakyReLU", "MaxPool2D", "ReLU", "Flatten"]
+
+
 def test_input_shape_must_be_a_sequence():
     with pytest.raises(TypeError, match="`input_shape`"):
         cnn.Sequential([cnn.Flatten()], input_shape=28)
