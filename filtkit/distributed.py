@@ -740,6 +740,9 @@ def predict(model, images, *, batch_size=256, proba=False):
     """
     import dask
 
+    if getattr(model, "device", "cpu") != "cpu":
+        raise ValueError(f"`model` must be on the CPU to travel to the workers, got device "
+                         f"{model.device!r} (call model.to('cpu') first)")
     images = _as_dask(images, "images")
     batch_size = check_int_tuple(batch_size, "batch_size", 1)[0]
     if images.ndim < 2:

@@ -285,10 +285,13 @@ def test_cluster_predict(client, proba):
     _close(got.compute(scheduler=client), want, rtol=1e-6, atol=1e-7)
 
 
-def test_predict_checks_the_input_shape():
+def test_predict_checks_the_input_shape_and_the_device():
     model = cnn.lenet5(input_size=12, seed=0)
     with pytest.raises(ValueError, match="does not fit the model"):
         distributed.predict(model, da.zeros((4, 1, 10, 10), chunks=2))
+    model.device = "cuda"  # as after model.to("cuda"), without needing a GPU here
+    with pytest.raises(ValueError, match="`model` must be on the CPU"):
+        distributed.predict(model, da.zeros((4, 1, 12, 12), chunks=2))
 
 
 def test_threaded_scheduler():
