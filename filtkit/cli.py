@@ -237,8 +237,6 @@ def _run_filter_batch(args, given):
     except ImportError as exc:
         raise _UsageError(f"a pattern of inputs runs on Dask, which is not installed "
                           f"(pip install 'filtkit[dask]'): {exc}") from None
-    os.makedirs(args.output, exist_ok=True)
-
     if args.scheduler is not None:
         cluster, client = None, Client(args.scheduler, timeout="10s")
     else:
@@ -248,6 +246,7 @@ def _run_filter_batch(args, given):
         client = Client(cluster)
     failed = []
     try:
+        os.makedirs(args.output, exist_ok=True)  # once the cluster answers
         futures = {client.submit(_filter_task, i, o, args.name, args.kernel, given,
                                  args.rescale, pure=False): (i, o) for i, o in pairs}
         for future in tqdm(as_completed(futures), total=len(futures), unit="file",

@@ -391,3 +391,17 @@ def test_batch_usage_errors(tmp_path, capsys, argv, mention):
     line = _assert_usage_error(capsys, [a.format(tmp=tmp_path) for a in argv], tmp_path,
                                ["a.png"])
     assert mention in line
+
+
+def test_batch_unreachable_scheduler_creates_nothing(tmp_path, capsys, monkeypatch):
+    distributed = pytest.importorskip("distributed")
+
+    def refuse(address, **kwargs):
+        raise OSError(f"Timed out trying to connect to {address} after 10 s")
+
+    monkeypatch.setattr(distributed, "Client", refuse)
+    _write_random(tmp_path / "a.png", GREY_SHAPE, 231)
+    line = _assert_usage_error(
+        capsys, ["filter", tmp_path / "*.png", tmp_path / "out", "--filter", "sobel",
+                 "--scheduler", "tcp://192.0.2.1:8786"], tmp_path, ["a.png"])
+    assert "192.0.2.1" in line
