@@ -73,35 +73,31 @@ def _stand_in(xd):
 
 
 def _device_array(x, name, ndims):
-    """A numba view (no copy) of the GPU array ``x``, checked: ``ndims`` dimensions,
-    float32/float64, C-contiguous, not empty."""
+    """``(view, stand-in)`` of the GPU array ``x``: a numba view (no copy) and its
+    stand-in, checked as the CPU checks a host array (``ndims`` dimensions, not
+    empty: the same messages), then float32/float64 and C-contiguous."""
+    cuda_backend()  # a clear error where numba.cuda is missing
     xd = as_device_array(x)
-    if xd.ndim not in ndims:
-        raise ValueError(f"`{name}` on the GPU must be "
-                         f"{' or '.join(map(str, ndims))}-dimensional, got shape "
-                         f"{tuple(xd.shape)}")
+    checked = check_array(_stand_in(xd), name, ndims=ndims)
     _check_layout(xd, name)
-    if xd.size == 0:
-        raise ValueError(f"`{name}` must not be empty, got shape {tuple(xd.shape)}")
-    return xd
+    return xd, checked
 
 
 def _device_input(x, kernel, mode, boundary, cval, stride, dilation, channel_axis):
     """Check a GPU ``x`` (a numba view of it, no copy) and the other arguments."""
-    xd = _device_array(x, "x", (1, 2, 3))
+    xd, checked = _device_array(x, "x", (1, 2, 3))
     if channel_axis is not None and channel_axis not in (0, -xd.ndim):
         raise ValueError(f"`channel_axis` must be 0 or None for a GPU array (channels "
                          f"first), got {channel_axis!r}")
-    checked = _check(check_array(_stand_in(xd), "x", ndims=(1, 2, 3)), kernel, mode, boundary, cval,
+    checked = _check(checked, kernel, mode, boundary, cval,
                      stride, dilation, channel_axis)
     return (xd, np.dtype(xd.dtype)) + checked
 
 
 def correlate_gpu(x, kernel, flip, mode, boundary, cval, stride, dilation, channel_axis,
                   method, out, device):
-    """:func:`filtkit.signal.correlate` on the CUDA backend (see its ``device``)."""
-    from numba import cuda
-
+    """:func:`filtkit.signal.correlate` on the CUDA backend (see its ``device``); every
+    argument is checked before a missing GPU is reported."""
     on_device = is_device_array(x)
     if on_device:
         _refuse_cpu(device, "x")
@@ -110,14 +106,17 @@ def correlate_gpu(x, kernel, flip, mode, boundary, cval, stride, dilation, chann
                          "'separable' on the GPU")
     if out is not None:
         raise ValueError("`out` is supported on the CPU only")
-    bk = cuda_backend()
     if on_device:
         xd, dtype, kernel, code, cval, stride, dilation, channel_axis = _device_input(
             x, kernel, mode, boundary, cval, stride, dilation, channel_axis)
         shape_in = tuple(int(n) for n in xd.shape)
+        bk = cuda_backend()
     else:
         xf, kernel, dtype, code, cval, stride, dilation, channel_axis = _prepare(
             x, kernel, mode, boundary, cval, stride, dilation, channel_axis)
+        bk = cuda_backend()
+        from numba import cuda
+
         xd = cuda.to_device(xf)
         shape_in = xf.shape
     w = as_float(kernel, dtype=dtype)
@@ -184,15 +183,18 @@ class GpuImage:
     """
 
     def __init__(self, x, name, device, ndims=None):
-        self.bk = cuda_backend()
         self.on_device = is_device_array(x)
         if self.on_device:
             _refuse_cpu(device, name)
-            self._x = as_device_array(x)
-            self.checked = check_array(_stand_in(self._x), name, ndims=ndims)
-            _check_layout(self._x, name)
+            self._x, self.checked = _device_array(x, name, ndims)
         else:
             self.checked = check_array(x, name, ndims=ndims)
+
+    @property
+    def bk(self):
+        """The CUDA twins; for a numpy input with ``device='cuda'`` a missing GPU is
+        reported here, once every argument has been checked."""
+        return cuda_backend()
 
     @property
     def shape(self):
@@ -203,6 +205,7 @@ class GpuImage:
         convert), a numpy one converted (``img_as_float`` when ``scale``) and copied."""
         if self.on_device:
             return self._x
+        cuda_backend()  # the clear error where there is no GPU
         from numba import cuda
 
         return cuda.to_device(as_float(self.checked, scale=scale))
