@@ -1063,3 +1063,39 @@ def tanh_backward(y, dy, dx):
     np.multiply(y, y, out=dx)
     np.subtract(1, dx, out=dx)
     dx *= dy
+
+
+# -- element-wise steps of the image filters -----------------------------------------------
+
+
+def magnitude(g, out, scale):
+    """``out = sqrt(g[0]**2 + g[1]**2 + ...) / scale``, summed in order of the first axis.
+
+    g : (K, N), out : (N,), one float dtype; ``scale`` a float (``sqrt(ndim)`` for
+    scikit-image's edge magnitude, ``sqrt(2)`` for Roberts' cross).
+    """
+    np.multiply(g[0], g[0], out=out)
+    for k in range(1, g.shape[0]):
+        out += g[k] * g[k]
+    np.sqrt(out, out=out)
+    out /= out.dtype.type(scale)
+
+
+def count_negative(x, count):
+    """``count[0] +=`` the number of values of the flat ``x`` below zero (NaN is not;
+    ``count`` an int32 array of one element)."""
+    count[0] += np.count_nonzero(x < 0)
+
+
+def unsharp_combine(x, blurred, out, amount, clip, negatives):
+    """scikit-image's unsharp mask from the image and its blur: ``out = x + (x -
+    blurred) * amount``, then, when ``clip``, clipped to [0, 1], or to [-1, 1] when
+    ``negatives[0] > 0`` (the count of negative values of ``x``, from
+    :func:`count_negative`).  NaN stays NaN.  Flat arrays of one float dtype;
+    ``out`` may be ``blurred``.
+    """
+    np.subtract(x, blurred, out=out)
+    out *= out.dtype.type(amount)
+    out += x
+    if clip:
+        np.clip(out, -1.0 if negatives[0] > 0 else 0.0, 1.0, out=out)

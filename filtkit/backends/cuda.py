@@ -874,3 +874,60 @@ def tanh_backward(y, dy, dx):
     """``dx = dy * (1 - y * y)`` (see the CPU twin)."""
     blocks, threads = _grid1(y.shape[0])
     _tanh_backward_kernel[blocks, threads](y, dy, dx)
+
+
+# -- element-wise steps of the image filters -----------------------------------------------
+@cuda.jit
+def _magnitude_rows_kernel(g, out, scale):
+    i = cuda.grid(1)
+    if i < out.shape[0]:
+        v = g[0, i]
+        acc = v * v
+        for k in range(1, g.shape[0]):
+            v = g[k, i]
+            acc += v * v
+        out[i] = math.sqrt(acc) / out.dtype.type(scale)
+
+
+def magnitude(g, out, scale):
+    """``out = sqrt(sum_k g[k]**2) / scale`` for g (K, N), out (N,) (see the CPU twin)."""
+    blocks, threads = _grid1(out.shape[0])
+    _magnitude_rows_kernel[blocks, threads](g, out, scale)
+
+
+@cuda.jit
+def _count_negative_kernel(x, count):
+    i = cuda.grid(1)
+    if i < x.shape[0] and x[i] < 0:
+        cuda.atomic.add(count, 0, 1)
+
+
+def count_negative(x, count):
+    """``count[0] +=`` the number of negative values of the flat ``x`` (see the CPU
+    twin); the threads that find one add to it atomically."""
+    blocks, threads = _grid1(x.shape[0])
+    _count_negative_kernel[blocks, threads](x, count)
+
+
+@cuda.jit
+def _unsharp_combine_kernel(x, blurred, out, amount, clip, negatives):
+    i = cuda.grid(1)
+    if i < out.shape[0]:
+        v = x[i]
+        v = v + (v - blurred[i]) * out.dtype.type(amount)
+        if clip:
+            lo = out.dtype.type(-1 if negatives[0] > 0 else 0)
+            hi = out.dtype.type(1)
+            if v < lo:  # comparisons, not min/max: NaN stays NaN, as np.clip
+                v = lo
+            elif v > hi:
+                v = hi
+        out[i] = v
+
+
+def unsharp_combine(x, blurred, out, amount, clip, negatives):
+    """``out = x + (x - blurred) * amount``, clipped to [0, 1] or, when
+    ``negatives[0] > 0``, [-1, 1] if ``clip`` (see the CPU twin).  ``negatives`` stays
+    on the device (from :func:`count_negative`): no transfer decides the bounds."""
+    blocks, threads = _grid1(out.shape[0])
+    _unsharp_combine_kernel[blocks, threads](x, blurred, out, amount, clip, negatives)

@@ -8,6 +8,10 @@ one fused column/row pass (:func:`filtkit.backends.cpu.separable2d`; the
 2-D edge magnitude as :func:`~filtkit.backends.cpu.gradient_magnitude2d`),
 other axis counts as one-dimensional passes along each axis, so they agree
 with scikit-image 0.26 to rounding (1e-12 in float64) for every ``mode``.
+
+Given a GPU image (or ``device='cuda'``) each filter makes the same checks,
+then runs on the CUDA twins through :mod:`filtkit.signal._gpu` (the same
+passes; a device array comes back, or numpy for a numpy input).
 """
 
 import numpy as np
@@ -15,24 +19,19 @@ import numpy as np
 from .._config import BOUNDARY_CODES
 from .._validate import (
     as_float,
-    check_array,
     check_axis,
     check_boundary,
-    check_choice,
     check_out,
     check_real,
     float_dtype,
 )
-from ..backends import cpu, is_device_array
+from ..backends import as_device_array, cpu, is_device_array
+from . import _gpu
 from . import kernels as _k
+from ._gpu import source as _source
 
 _REFLECT = BOUNDARY_CODES["reflect"]
 _EDGE = np.array([-1.0, 0.0, 1.0])  # correlation form of skimage's convolution [1, 0, -1]
-
-
-def _image(image, *, preserve_range=False, ndims=None):
-    image = check_array(image, "image", ndims=ndims)
-    return as_float(image, scale=not preserve_range)
 
 
 def _correlate_axis(x, weights, axis, code, cval):
@@ -105,10 +104,14 @@ def _separable(x, weights, code, cval):
     return np.ascontiguousarray(np.moveaxis(out.reshape(moved.shape), (-2, -1), axes))
 
 
+def _gaussian_weights(sigmas, truncate):
+    """The 1-D Gaussian of each axis in correlation form; None where sigma is 0."""
+    return [_k.gaussian1d(sg, truncate=truncate)[::-1] if sg > 1e-15 else None
+            for sg in sigmas]
+
+
 def _gaussian_float(x, sigmas, code, cval, truncate):
-    weights = [_k.gaussian1d(sg, truncate=truncate)[::-1] if sg > 1e-15 else None
-               for sg in sigmas]
-    return _separable(x, weights, code, cval)
+    return _separable(x, _gaussian_weights(sigmas, truncate), code, cval)
 
 
 def gaussian(
@@ -145,8 +148,9 @@ def gaussian(
         Array of the image's shape and the result's dtype (float32 for
         float32/float16 input, else float64) to write the result into.
     device : {None, 'cpu', 'cuda'}
-        As :func:`filtkit.signal.correlate`: a GPU ``image`` (2-D, float) or
-        ``device='cuda'`` runs on the GPU (no ``channel_axis`` or ``out`` there yet).
+        As :func:`filtkit.signal.correlate`: a GPU ``image`` (float32/float64,
+        C-contiguous; a device array comes back) or ``device='cuda'`` (numpy in
+        and out) runs on the GPU (``out`` is CPU only).
 
     Returns
     -------
@@ -163,44 +167,24 @@ def gaussian(
            [0.1208, 0.1663, 0.1208],
            [0.0877, 0.1208, 0.0877]])
     """
-    if _on_gpu(image, device):
-        return _gaussian_gpu(image, sigma, mode, cval, preserve_range, truncate,
-                             channel_axis, out, device)
-    image = check_array(image, "image")
+    image, gpu = _source(image, device)
     channel_axis = _channel_axis(channel_axis, image.ndim)
     sigmas = _per_axis(sigma, "sigma", image.ndim, channel_axis)
     code, cval = check_boundary(mode, cval, name="mode")
     truncate = check_real(truncate, "truncate", minimum=0.0)
+    weights = _gaussian_weights(sigmas, truncate)
+    if gpu is not None:
+        if out is not None:
+            raise ValueError("`out` is supported on the CPU only")
+        return _gpu.separable_filter(gpu, weights, code, cval, scale=not preserve_range)
     if out is not None:
         check_out(out, image.shape, float_dtype(image.dtype), image)
     x = as_float(image, scale=not preserve_range)
-    result = _gaussian_float(x, sigmas, code, cval, truncate)
+    result = _separable(x, weights, code, cval)
     if out is not None:
         out[...] = result
         return out
     return result.copy() if np.shares_memory(result, image) else result
-
-
-def _on_gpu(image, device):
-    """Whether a filter runs on the GPU: a GPU ``image``, or ``device='cuda'``."""
-    if device is not None:
-        check_choice(device, "device", ("cpu", "cuda"))
-    return is_device_array(image) or device == "cuda"
-
-
-def _gaussian_gpu(image, sigma, mode, cval, preserve_range, truncate, channel_axis, out,
-                  device):
-    from ._gpu import separable_filter_gpu
-
-    if channel_axis is not None or out is not None:
-        raise ValueError("`channel_axis` and `out` are not supported on the GPU yet")
-    sigmas = _per_axis(sigma, "sigma", 2, None)
-    code, cval = check_boundary(mode, cval, name="mode")
-    truncate = check_real(truncate, "truncate", minimum=0.0)
-    col, row = (_k.gaussian1d(sg, truncate=truncate)[::-1] if sg > 1e-15 else np.ones(1)
-                for sg in sigmas)
-    return separable_filter_gpu(image, col, row, code, cval, scale=not preserve_range,
-                                device=device, what="gaussian")
 
 
 def uniform(
@@ -211,6 +195,7 @@ def uniform(
     cval=0.0,
     preserve_range=False,
     channel_axis=None,
+    device=None,
 ):
     """Box (mean) blur, as ``scipy.ndimage.uniform_filter`` on ``img_as_float``.
 
@@ -225,7 +210,7 @@ def uniform(
         Input image.
     size : int or sequence of int
         Window length per spatial axis (>= 1).
-    mode, cval, preserve_range, channel_axis
+    mode, cval, preserve_range, channel_axis, device
         As :func:`gaussian`.
 
     Returns
@@ -239,47 +224,51 @@ def uniform(
     >>> uniform(np.array([0.0, 0.0, 3.0, 0.0, 0.0]), 3)
     array([0., 1., 1., 1., 0.])
     """
-    image = check_array(image, "image")
+    image, gpu = _source(image, device)
     channel_axis = _channel_axis(channel_axis, image.ndim)
     sizes = _per_axis(size, "size", image.ndim, channel_axis)
     code, cval = check_boundary(mode, cval, name="mode")
     for axis, s in enumerate(sizes):
         if s != int(s) or (s < 1 and axis != channel_axis):
             raise ValueError(f"`size` must be integers >= 1, got {size!r}")
-    x = as_float(image, scale=not preserve_range)
     weights = [np.full(int(s), 1.0 / int(s)) if s > 1 else None for s in sizes]
+    if gpu is not None:
+        return _gpu.separable_filter(gpu, weights, code, cval, scale=not preserve_range)
+    x = as_float(image, scale=not preserve_range)
     x = _separable(x, weights, code, cval)
     return x.copy() if np.shares_memory(x, image) else x
+
+
+def _mask_keep(mask, shape):
+    """``mask`` (array_like of bool, on the host or the GPU) eroded by a full 3^n
+    neighbourhood, as a host bool array of ``shape``; None for no mask."""
+    if mask is None:
+        return None
+    if is_device_array(mask):
+        mask = as_device_array(mask).copy_to_host()
+    mask = np.asarray(mask)
+    if mask.shape != tuple(shape):
+        raise ValueError(
+            f"`mask` must have the image's shape {tuple(shape)}, got {mask.shape}"
+        )
+    count = as_float(mask.astype(bool), dtype=np.float64)
+    for axis in range(count.ndim):
+        count = _correlate_axis(count, np.ones(3), axis, 0, 0.0)
+    return count == 3**count.ndim
 
 
 def _mask_result(result, mask):
     """Zero the result outside ``mask`` eroded by a full 3^n neighbourhood."""
     if mask is None:
         return result
-    mask = np.asarray(mask)
-    if mask.shape != result.shape:
-        raise ValueError(
-            f"`mask` must have the image's shape {result.shape}, got {mask.shape}"
-        )
-    count = as_float(mask.astype(bool), dtype=np.float64)
-    for axis in range(count.ndim):
-        count = _correlate_axis(count, np.ones(3), axis, 0, 0.0)
-    result *= count == 3**count.ndim
+    result *= _mask_keep(mask, result.shape)
     return result
 
 
-def _edge_filter(image, smooth, axis, mode, cval, mask, device=None):
-    if _on_gpu(image, device):
-        from ._gpu import edge_magnitude_gpu
-
-        if axis is not None or mask is not None:
-            raise ValueError("`axis` and `mask` are not supported on the GPU yet")
-        code, cval = check_boundary(mode, cval, name="mode")
-        return edge_magnitude_gpu(image, _EDGE, smooth, code, cval, device=device,
-                                  what="edge filters")
-    x = _image(image)
+def _edge_filter(image, smooth, axis, mode, cval, mask, device=None, ndims=None):
+    image, gpu = _source(image, device, ndims=ndims)
     code, cval = check_boundary(mode, cval, name="mode")
-    ndim = x.ndim
+    ndim = image.ndim
     if axis is None:
         axes = list(range(ndim))
     elif np.ndim(axis) == 0:
@@ -288,6 +277,10 @@ def _edge_filter(image, smooth, axis, mode, cval, mask, device=None):
         axes = [check_axis(a, ndim, "axis") for a in axis]
     if not axes:
         raise ValueError("`axis` must name at least one axis, got an empty sequence")
+    if gpu is not None:
+        return _gpu.edge_filter(gpu, _EDGE, smooth, axes, code, cval,
+                                _mask_keep(mask, image.shape))
+    x = as_float(image, scale=True)
     if ndim == 2 and sorted(axes) == [0, 1]:
         out = cpu.empty_apart(x.shape, x.dtype, x)
         cpu.gradient_magnitude2d(x[None], _EDGE.astype(x.dtype), smooth.astype(x.dtype),
@@ -344,8 +337,8 @@ _EDGE_DOC = """{title}, as ``skimage.filters.{name}``.
     cval : float
         Value beyond the edge for ``mode='constant'``.
     device : {{None, 'cpu', 'cuda'}}
-        As :func:`filtkit.signal.correlate`: a GPU ``image`` (2-D, float) or
-        ``device='cuda'`` runs on the GPU (the magnitude over both axes only).
+        As :func:`filtkit.signal.gaussian`: a GPU ``image`` or ``device='cuda'``
+        runs on the GPU (every ``axis``, ``mode`` and ``mask`` too).
 
     Returns
     -------
@@ -389,9 +382,10 @@ for _fn, _title, _smooth_doc in [
 
 
 def _make_directional(base, axis, direction):
-    def directional(image, mask=None):
-        check_array(image, "image", ndims=(2,))
-        return base(image, mask=mask, axis=axis)
+    smooth = _SMOOTH[base.__name__]
+
+    def directional(image, mask=None, *, device=None):
+        return _edge_filter(image, smooth, axis, "reflect", 0.0, mask, device, ndims=(2,))
 
     name = f"{base.__name__}_{'h' if axis == 0 else 'v'}"
     directional.__name__ = directional.__qualname__ = name
@@ -399,7 +393,8 @@ def _make_directional(base, axis, direction):
 
     Finds {direction} edges.
 
-    Same as ``{base.__name__}(image, mask, axis={axis})``; matches ``skimage.filters.{name}``.
+    Same as ``{base.__name__}(image, mask, axis={axis}, device=device)``; matches
+    ``skimage.filters.{name}``.
 
     Examples
     --------
@@ -419,22 +414,34 @@ scharr_h = _make_directional(scharr, 0, "horizontal")
 scharr_v = _make_directional(scharr, 1, "vertical")
 
 
-def _roberts_diag(image, diagonal, mask):
-    x = _image(image, ndims=(2,))
+def _roberts(image, diagonals, mask, device):
+    """Roberts' cross along each of ``diagonals``; with both, their magnitude."""
+    image, gpu = _source(image, device, ndims=(2,))
     # ndi.convolve with a 2x2 kernel = correlation with the rotated kernel,
     # anchored at its top-left tap, mode 'reflect'.
-    w = np.ascontiguousarray(_k.roberts(diagonal)[::-1, ::-1], dtype=x.dtype)
-    out = cpu.empty_apart(x.shape, x.dtype, x)
-    cpu.correlate2d(x[None], w, out[None], 0, 0, 1, 1, 1, 1, _REFLECT, 0.0)
-    return _mask_result(out, mask)
+    kernels = [np.ascontiguousarray(_k.roberts(d)[::-1, ::-1]) for d in diagonals]
+    if gpu is not None:
+        return _gpu.roberts(gpu, kernels, _mask_keep(mask, image.shape))
+    x = as_float(image, scale=True)
+    grads = []
+    for w in kernels:
+        out = cpu.empty_apart(x.shape, x.dtype, x)
+        cpu.correlate2d(x[None], w.astype(x.dtype), out[None], 0, 0, 1, 1, 1, 1, _REFLECT,
+                        0.0)
+        grads.append(_mask_result(out, mask))
+    if len(grads) == 1:
+        return grads[0]
+    out = np.sqrt(grads[0] ** 2 + grads[1] ** 2)
+    out /= np.sqrt(2)
+    return out
 
 
-def roberts_pos_diag(image, mask=None):
-    return _roberts_diag(image, "positive", mask)
+def roberts_pos_diag(image, mask=None, *, device=None):
+    return _roberts(image, ["positive"], mask, device)
 
 
-def roberts_neg_diag(image, mask=None):
-    return _roberts_diag(image, "negative", mask)
+def roberts_neg_diag(image, mask=None, *, device=None):
+    return _roberts(image, ["negative"], mask, device)
 
 
 for _fn, _diag in [(roberts_pos_diag, "positive"), (roberts_neg_diag, "negative")]:
@@ -446,6 +453,8 @@ for _fn, _diag in [(roberts_pos_diag, "positive"), (roberts_neg_diag, "negative"
         2-D image.
     mask : array_like of bool, optional
         Only keep results inside the mask eroded by one pixel.
+    device : {{None, 'cpu', 'cuda'}}
+        As :func:`gaussian`: a GPU ``image`` or ``device='cuda'`` runs on the GPU.
 
     Returns
     -------
@@ -460,7 +469,7 @@ for _fn, _diag in [(roberts_pos_diag, "positive"), (roberts_neg_diag, "negative"
     """
 
 
-def roberts(image, mask=None):
+def roberts(image, mask=None, *, device=None):
     """Roberts cross edge magnitude ``sqrt(pos**2 + neg**2) / sqrt(2)``.
 
     Parameters
@@ -469,6 +478,8 @@ def roberts(image, mask=None):
         2-D image.
     mask : array_like of bool, optional
         Only keep results inside the mask eroded by one pixel.
+    device : {None, 'cpu', 'cuda'}
+        As :func:`gaussian`: a GPU ``image`` or ``device='cuda'`` runs on the GPU.
 
     Returns
     -------
@@ -483,14 +494,10 @@ def roberts(image, mask=None):
            [0.707, 0.   , 1.   ],
            [0.   , 1.   , 0.   ]])
     """
-    out = np.sqrt(
-        roberts_pos_diag(image, mask) ** 2 + roberts_neg_diag(image, mask) ** 2
-    )
-    out /= np.sqrt(2)
-    return out
+    return _roberts(image, ["positive", "negative"], mask, device)
 
 
-def laplace(image, ksize=3, mask=None):
+def laplace(image, ksize=3, mask=None, *, device=None):
     """Laplace operator, as ``skimage.filters.laplace``.
 
     ``2 * ndim`` at the centre and -1 at each face neighbour (the negative
@@ -505,6 +512,8 @@ def laplace(image, ksize=3, mask=None):
         Kept for compatibility with scikit-image.
     mask : array_like of bool, optional
         Only keep results inside the mask eroded by one pixel.
+    device : {None, 'cpu', 'cuda'}
+        As :func:`gaussian`: a GPU ``image`` or ``device='cuda'`` runs on the GPU.
 
     Returns
     -------
@@ -519,15 +528,19 @@ def laplace(image, ksize=3, mask=None):
            [-1.,  4., -1.],
            [ 0., -1.,  0.]])
     """
-    x = _image(image)
+    image, gpu = _source(image, device)
     lap = np.array([-1.0, 2.0, -1.0])
+    if gpu is not None:
+        return _gpu.laplace(gpu, lap, _mask_keep(mask, image.shape))
+    x = as_float(image, scale=True)
     out = np.zeros_like(x)
     for axis in range(x.ndim):
         out += _correlate_axis(x, lap, axis, _REFLECT, 0.0)
     return _mask_result(out, mask)
 
 
-def unsharp_mask(image, radius=1.0, amount=1.0, preserve_range=False, *, channel_axis=None):
+def unsharp_mask(image, radius=1.0, amount=1.0, preserve_range=False, *, channel_axis=None,
+                 device=None):
     """Unsharp masking, as ``skimage.filters.unsharp_mask``.
 
     ``image + amount * (image - gaussian(image, radius, mode='reflect'))``,
@@ -547,6 +560,8 @@ def unsharp_mask(image, radius=1.0, amount=1.0, preserve_range=False, *, channel
         the clipping.
     channel_axis : int or None
         Axis of colour channels, each sharpened separately.
+    device : {None, 'cpu', 'cuda'}
+        As :func:`gaussian`: a GPU ``image`` or ``device='cuda'`` runs on the GPU.
 
     Returns
     -------
@@ -560,11 +575,14 @@ def unsharp_mask(image, radius=1.0, amount=1.0, preserve_range=False, *, channel
     >>> float(unsharp_mask(a, radius=0.5, amount=2)[2, 2].round(2))
     0.53
     """
-    image = check_array(image, "image")
+    image, gpu = _source(image, device)
     channel_axis = _channel_axis(channel_axis, image.ndim)
     amount = check_real(amount, "amount")
-    fimg = as_float(image, scale=not preserve_range)
     radii = _per_axis(radius, "radius", image.ndim, channel_axis)
+    if gpu is not None:
+        return _gpu.unsharp_mask(gpu, _gaussian_weights(radii, 4.0), amount,
+                                 preserve_range=preserve_range)
+    fimg = as_float(image, scale=not preserve_range)
     blurred = _gaussian_float(fimg, radii, _REFLECT, 0.0, 4.0)
     result = fimg + (fimg - blurred) * fimg.dtype.type(amount)
     if not preserve_range:
@@ -582,6 +600,7 @@ def difference_of_gaussians(
     cval=0,
     channel_axis=None,
     truncate=4.0,
+    device=None,
 ):
     """Band-pass by subtracting two Gaussian blurs, as scikit-image.
 
@@ -595,7 +614,7 @@ def difference_of_gaussians(
         Input image (converted as ``img_as_float``).
     low_sigma, high_sigma : float or sequence of float
         Standard deviations per spatial axis.
-    mode, cval, channel_axis, truncate
+    mode, cval, channel_axis, truncate, device
         As :func:`gaussian`.
 
     Returns
@@ -610,7 +629,7 @@ def difference_of_gaussians(
     >>> bool(np.abs(difference_of_gaussians(flat, 1)).max() < 1e-15)
     True
     """
-    image = check_array(image, "image")
+    image, gpu = _source(image, device)
     channel_axis = _channel_axis(channel_axis, image.ndim)
     low = _per_axis(low_sigma, "low_sigma", image.ndim, channel_axis)
     if high_sigma is None:
@@ -624,6 +643,9 @@ def difference_of_gaussians(
         )
     code, cval = check_boundary(mode, cval, name="mode")
     truncate = check_real(truncate, "truncate", minimum=0.0)
+    if gpu is not None:
+        return _gpu.difference_of_gaussians(gpu, _gaussian_weights(low, truncate),
+                                            _gaussian_weights(high, truncate), code, cval)
     x = as_float(image, scale=True)
     return _gaussian_float(x, low, code, cval, truncate) - _gaussian_float(
         x, high, code, cval, truncate

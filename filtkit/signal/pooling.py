@@ -2,23 +2,26 @@
 
 import numpy as np
 
-from .._validate import as_float, check_array, check_int_tuple
+from .._validate import as_float, check_int_tuple
 from ..backends import argmax_dtype, cpu
+from . import _gpu
 from .padding import output_size
 
 
-def _pool(kernel_fn, x, size, stride):
-    x = check_array(x, "x", ndims=(2, 3, 4))
+def _pool(kind, x, size, stride, device):
+    x, gpu = _gpu.source(x, device, name="x", ndims=(2, 3, 4))
     size = check_int_tuple(size, "size", 2)
     stride = size if stride is None else check_int_tuple(stride, "stride", 2)
     h, w = x.shape[-2:]
     if size[0] > h or size[1] > w:
         raise ValueError(f"`size` {size} must not exceed the image size {(h, w)}")
-    xf = as_float(x)
-    lead = xf.shape[:-2]
     ho = output_size(h, size[0], stride=stride[0])
     wo = output_size(w, size[1], stride=stride[1])
-    out = np.empty(lead + (ho, wo), dtype=xf.dtype)
+    if gpu is not None:
+        return _gpu.pool(gpu, kind, size, stride, (ho, wo))
+    xf = as_float(x)
+    out = np.empty(xf.shape[:-2] + (ho, wo), dtype=xf.dtype)
+    kernel_fn = _max_pool2d if kind == "max" else _avg_pool2d
     kernel_fn(xf.reshape(-1, h, w), out.reshape(-1, ho, wo), *size, *stride)
     return out
 
@@ -48,6 +51,10 @@ _DOC = """{what} pooling over the last two axes, as in the seed.
         Window size (>= 1, at most the image size).
     stride : int or (int, int), optional
         Step between windows (>= 1); defaults to ``size``.
+    device : {{None, 'cpu', 'cuda'}}
+        As :func:`filtkit.signal.correlate`: a GPU ``x`` (float32/float64,
+        C-contiguous) gives a device array, ``device='cuda'`` runs a numpy ``x``
+        on the GPU and gives numpy.
 
     Returns
     -------
@@ -64,12 +71,12 @@ _DOC = """{what} pooling over the last two axes, as in the seed.
 """
 
 
-def max_pool(x, size=2, *, stride=None):
-    return _pool(_max_pool2d, x, size, stride)
+def max_pool(x, size=2, *, stride=None, device=None):
+    return _pool("max", x, size, stride, device)
 
 
-def avg_pool(x, size=2, *, stride=None):
-    return _pool(_avg_pool2d, x, size, stride)
+def avg_pool(x, size=2, *, stride=None, device=None):
+    return _pool("avg", x, size, stride, device)
 
 
 max_pool.__doc__ = _DOC.format(

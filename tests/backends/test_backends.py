@@ -497,6 +497,43 @@ def test_total_count_nonfinite_argmax(rng, backend, dtype):
     assert got[4] == 2 and got[7] == 0
 
 
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_filter_elementwise_steps(rng, backend, dtype):
+    """The image filters' element-wise twins: the root-sum-square magnitude, the count of
+    negative values and the unsharp combination with its clipping, against numpy."""
+    g = rng.standard_normal((3, 50)).astype(dtype)
+    g[1, 7] = np.nan
+    g64 = g.astype(np.float64)
+    for k, scale in [(1, 1.0), (2, np.sqrt(2.0)), (3, np.sqrt(3.0))]:
+        out = np.full(50, -7.0, dtype=dtype)
+        backend.magnitude(np.ascontiguousarray(g[:k]), out, scale)
+        ref = np.sqrt((g64[:k] ** 2).sum(axis=0)) / scale
+        np.testing.assert_allclose(out, ref, rtol=8 * np.finfo(dtype).eps, atol=0)
+    x = rng.uniform(0.0, 1.0, 60).astype(dtype)
+    blurred = (x + 0.2 * rng.standard_normal(60)).astype(dtype)
+    count = np.array([0], np.int32)
+    backend.count_negative(x, count)
+    assert count[0] == 0
+    for clip in (True, False):
+        out = np.full_like(x, np.nan)
+        backend.unsharp_combine(x, blurred, out, 3.0, clip, count)
+        ref = x.astype(np.float64) + (x - blurred.astype(np.float64)) * 3.0
+        if clip:
+            ref = np.clip(ref, 0.0, 1.0)
+        else:  # clipping would change something
+            assert ref.min() < 0 and ref.max() > 1
+        _assert_close(out, ref, dtype)
+    x[[3, 9]] = [-0.25, np.nan]  # a negative value: the lower bound becomes -1
+    blurred[3] = 0.5
+    count[0] = 5
+    backend.count_negative(x, count)
+    assert count[0] == 6  # added to what was there; NaN is not negative
+    ref = np.clip(x.astype(np.float64) + (x - blurred.astype(np.float64)) * 4.0, -1.0, 1.0)
+    backend.unsharp_combine(x, blurred, blurred, 4.0, True, count)  # in place
+    assert ref[3] == -1.0 and blurred[3] == -1.0 and np.isnan(blurred[9])
+    _assert_close(np.nan_to_num(blurred), np.nan_to_num(ref), dtype)
+
+
 @pytest.mark.filterwarnings("ignore::RuntimeWarning")  # the simulator's inf - inf
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 def test_softmax_and_cross_entropy_match_torch(rng, backend, dtype):
