@@ -8,99 +8,19 @@ checked.  The simulator runs every GPU thread as a Python thread, so the
 shapes here are tiny.
 """
 
-import threading
-
 import numpy as np
 import pytest
 
 from filtkit import cnn
 from filtkit.backends import is_device_array
-from tests.backends.device import BACKENDS
+from tests.backends.device import BACKENDS, strict_device_arrays
 
 HAVE_CUDA = "cuda" in BACKENDS
 needs_cuda = pytest.mark.skipif(not HAVE_CUDA, reason="no GPU and no CUDA simulator")
 
-#: what a real numba device array has beyond the simulator's own class attributes
-_DEVICE_ARRAY_ATTRIBUTES = {"ndim", "size", "dtype", "strides", "flags", "squeeze"}
-_HOST_OPERATORS = ("__add__", "__sub__", "__mul__", "__truediv__", "__floordiv__", "__mod__",
-                   "__pow__", "__lt__", "__le__", "__gt__", "__ge__")
-
-
 @pytest.fixture(autouse=True)
 def device_arrays_are_strict(monkeypatch):
-    """Hold the simulator's device arrays to a real GPU array's interface.
-
-    The simulator's arrays wrap numpy arrays and forward every other
-    attribute, numpy's conversion (``__array__``) and the arithmetic
-    operators to them; a real numba device array has none of that (or, for
-    ``__array__`` and element access, copies to or from the host).  Here
-    they raise, as does a numpy array given to a kernel (numba would copy it
-    to the device and back), so host arithmetic on a device array, or a
-    hidden transfer, fails in CI as it would (or would be slow) on a GPU.
-    """
-    if not HAVE_CUDA:
-        return
-    from numba import cuda
-
-    FakeCUDAArray = type(cuda.to_device(np.zeros(1)))
-    if FakeCUDAArray.__name__ != "FakeCUDAArray":  # a real GPU: its arrays are real already
-        return
-    forward = FakeCUDAArray.__getattr__
-
-    def getattr_(self, name):
-        if name not in _DEVICE_ARRAY_ATTRIBUTES:
-            raise AttributeError(f"a device array has no attribute {name!r} on a real GPU")
-        return forward(self, name)
-
-    def no_host_operator(self, other):
-        raise TypeError("device arrays have no arithmetic or comparison operators")
-
-    from numba.cuda.simulator.kernel import BlockThread
-
-    getitem = FakeCUDAArray.__getitem__
-
-    def getitem_(self, index):  # the host may take views (slices), not values
-        parts = index if isinstance(index, tuple) else (index,)
-        if not isinstance(threading.current_thread(), BlockThread) and not all(
-                isinstance(i, slice) for i in parts):
-            raise TypeError("reading elements of a device array from the host")
-        return getitem(self, index)
-
-    setitem = FakeCUDAArray.__setitem__
-
-    def setitem_(self, index, value):  # a real array would upload: only kernels write here
-        if not isinstance(threading.current_thread(), BlockThread):
-            raise TypeError("writing elements of a device array from the host")
-        setitem(self, index, value)
-
-    copy_to_device = FakeCUDAArray.copy_to_device
-
-    def copy_to_device_(self, ary, stream=0):  # device to device without numpy's conversion
-        if not isinstance(ary, FakeCUDAArray):
-            return copy_to_device(self, ary, stream)
-        if tuple(ary.shape) != tuple(self.shape) or ary.dtype != self.dtype:
-            raise ValueError("device-to-device copy between different arrays")
-        np.copyto(self._ary, ary._ary)
-
-    from numba.cuda.simulator.kernel import FakeCUDAKernel
-
-    launch = FakeCUDAKernel.__call__
-
-    def launch_(self, *args):  # a numpy argument would be an implicit copy each way
-        if not isinstance(threading.current_thread(), BlockThread) and any(
-                isinstance(a, np.ndarray) and a.ndim > 0 for a in args):
-            raise TypeError(f"a host array passed to the kernel {self.fn.__name__}")
-        return launch(self, *args)
-
-    monkeypatch.setattr(FakeCUDAKernel, "__call__", launch_)
-    monkeypatch.setattr(FakeCUDAArray, "__getattr__", getattr_)
-    monkeypatch.setattr(FakeCUDAArray, "copy_to_device", copy_to_device_)
-    monkeypatch.setattr(FakeCUDAArray, "__getitem__", getitem_)
-    monkeypatch.setattr(FakeCUDAArray, "__setitem__", setitem_)
-    for op in _HOST_OPERATORS:
-        monkeypatch.setattr(FakeCUDAArray, op, no_host_operator)
-    monkeypatch.setattr(FakeCUDAArray, "__eq__", object.__eq__)
-    monkeypatch.setattr(FakeCUDAArray, "__ne__", object.__ne__)
+    strict_device_arrays(monkeypatch)
 
 
 def to_gpu(a):

@@ -10,14 +10,17 @@ import pytest
 
 from filtkit import signal
 from filtkit.backends import is_device_array
-from tests.backends.device import BACKENDS
-
-# autouse: on the simulator, device arrays behave as a real GPU's (no host arithmetic,
-# element access or numpy arguments to kernels), so a hidden host transfer fails here
-from tests.cnn.test_cuda_model import device_arrays_are_strict  # noqa: F401
+from tests.backends.device import BACKENDS, strict_device_arrays
 
 HAVE_CUDA = "cuda" in BACKENDS
 needs_cuda = pytest.mark.skipif(not HAVE_CUDA, reason="no GPU and no CUDA simulator")
+
+
+@pytest.fixture(autouse=True)
+def device_arrays_are_strict(monkeypatch):
+    """On the simulator, device arrays behave as a real GPU's (no host arithmetic, element
+    access or numpy arguments to kernels), so a hidden host transfer fails here."""
+    strict_device_arrays(monkeypatch)
 
 
 def _close(got, ref, dtype):
