@@ -956,20 +956,56 @@ def sgd_update(theta, g, buf, weight_decay, momentum, one_minus_dampening, neg_l
 # layers then call one backend function by name on either device.
 
 
+#: below this many multiply-adds a product runs as one GEMM (a parallel region costs more)
+MATMUL_SPLIT_MIN = 1 << 21
+
+
 def matmul(a, b, out, trans_a, trans_b, accumulate):
     """``out = op(a) @ op(b)``, or ``out += op(a) @ op(b)`` when ``accumulate``;
     ``op`` transposes when ``trans_a`` / ``trans_b`` is true.
 
     a, b, out : 2-D arrays of one float dtype, ``out`` of shape (M, N) for
-    ``op(a)`` (M, K) and ``op(b)`` (K, N).  numpy's BLAS GEMM (the CUDA twin
-    is a shared-memory tiled kernel).
+    ``op(a)`` (M, K) and ``op(b)`` (K, N).  Large products split the rows of
+    ``out`` among the Numba threads, one single-threaded BLAS GEMM each (keep
+    BLAS single-threaded meanwhile, as for :func:`conv2d`); every element is
+    still one GEMM's sum over the whole K.  The CUDA twin is a shared-memory
+    tiled kernel.
     """
-    a = a.T if trans_a else a
+    m, n = out.shape
+    k = a.shape[0] if trans_a else a.shape[1]
+    nchunks = min(_num_threads(), m)
     b = b.T if trans_b else b
-    if accumulate:
-        out += a @ b
+    if m * n * k < MATMUL_SPLIT_MIN or nchunks == 1:
+        a = a.T if trans_a else a
+        if accumulate:
+            out += a @ b
+        else:
+            np.matmul(a, b, out=out)
     else:
-        np.matmul(a, b, out=out)
+        _matmul_rows(a, b, out, trans_a, accumulate, nchunks)
+
+
+def _num_threads():
+    import numba
+
+    return numba.get_num_threads()
+
+
+@njit(parallel=PARALLEL, **_jit)
+def _matmul_rows(a, b, out, trans_a, accumulate, nchunks):
+    """``out (+)= op(a) @ b``: the rows of ``out`` in ``nchunks`` parallel GEMMs (for
+    ``trans_a`` each GEMM takes a contiguous copy of its columns of ``a``)."""
+    m = out.shape[0]
+    for t in prange(nchunks):
+        r0, r1 = t * m // nchunks, (t + 1) * m // nchunks
+        if trans_a:
+            part = np.dot(np.ascontiguousarray(a[:, r0:r1].T), b)
+        else:
+            part = np.dot(a[r0:r1], b)
+        if accumulate:
+            out[r0:r1] += part
+        else:
+            out[r0:r1] = part
 
 
 def add_row_vector(out, v):

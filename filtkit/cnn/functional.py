@@ -277,7 +277,8 @@ def linear_forward(x, w, b):
     """``x @ w.T + b`` (``b`` may be None); x (N, F), w (O, F)."""
     bk = backend(x)
     out = empty((x.shape[0], w.shape[0]), x.dtype, x)
-    bk.matmul(x, w, out, False, True, False)
+    with single_threaded_blas():
+        bk.matmul(x, w, out, False, True, False)
     if b is not None:
         bk.add_row_vector(out, b)
     return out
@@ -287,11 +288,12 @@ def linear_backward(x, w, dy, w_grad, b_grad):
     """Add ``dy.T @ x`` into ``w_grad`` and the column sums of ``dy`` into ``b_grad``
     (unless None); return the input gradient ``dy @ w``."""
     bk = backend(x)
-    bk.matmul(dy, x, w_grad, True, False, True)
+    dx = empty(x.shape, x.dtype, x)
+    with single_threaded_blas():
+        bk.matmul(dy, x, w_grad, True, False, True)
+        bk.matmul(dy, w, dx, False, False, False)
     if b_grad is not None:
         bk.add_column_sums(dy, b_grad)
-    dx = empty(x.shape, x.dtype, x)
-    bk.matmul(dy, w, dx, False, False, False)
     return dx
 
 

@@ -458,6 +458,15 @@ def test_matmul(rng, backend, dtype, m, k, n, trans_a, trans_b):
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("m,k,n,trans_a,trans_b", MATMUL_CASES)
+def test_matmul_cpu_split_rows(rng, dtype, m, k, n, trans_a, trans_b, monkeypatch):
+    """The CPU's parallel path (the rows of ``out`` split among the threads, taken by
+    large products), forced on the small shapes."""
+    monkeypatch.setattr(cpu, "MATMUL_SPLIT_MIN", 0)
+    test_matmul(rng, cpu, dtype, m, k, n, trans_a, trans_b)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
 def test_bias_helpers_and_elementwise_products(rng, backend, dtype):
     y = rng.standard_normal((6, 5)).astype(dtype)
     v = rng.standard_normal(5).astype(dtype)
