@@ -251,6 +251,15 @@ def test_cluster_correlate(client, boundary):
 
 
 @pytest.mark.parametrize("mode", BOUNDARIES)
+def test_cluster_halo_larger_than_chunks(client, mode):
+    """A Gaussian of radius 12 over chunks of 5 and 7: the chunks merge as needed."""
+    x = _image((41, 38), np.float32)
+    got = distributed.gaussian(da.from_array(x, chunks=(5, 7)), sigma=3, mode=mode, cval=0.3)
+    _close(got.compute(scheduler=client), signal.gaussian(x, sigma=3, mode=mode, cval=0.3),
+           rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize("mode", BOUNDARIES)
 def test_cluster_gaussian_zarr_round_trip(client, tmp_path, mode):
     """Chunked storage in and out: no task ever holds the whole image."""
     zarr = pytest.importorskip("zarr")
