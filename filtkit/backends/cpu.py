@@ -882,7 +882,11 @@ def _adam_element(theta, g, m, v, weight_decay, w1, small, one, beta2, one_minus
     return theta + (neg_step_size * m) / d, m, v
 
 
-@njit(parallel=PARALLEL, cache=CACHE)  # no fastmath: every operation rounds as numpy's
+#: elements per parallel task of the optimizer steps; a parameter of at most this
+#: many elements is updated in the calling thread (a parallel region costs more)
+STEP_CHUNK = 16384
+
+
 def adam_update(theta, g, m, v, weight_decay, w1, beta2, one_minus_beta2, neg_step_size,
                 sqrt_bc2, eps):
     """One Adam step on flat arrays, in place, with torch's operation order.
@@ -893,16 +897,36 @@ def adam_update(theta, g, m, v, weight_decay, w1, beta2, one_minus_beta2, neg_st
     ``v = v * beta2 + (one_minus_beta2 * g) * g``;
     ``theta += (neg_step_size * m) / (sqrt(v) / sqrt_bc2 + eps)``.  No FMA
     contraction, so the result equals the same steps in numpy bit for bit.
+    Parameters longer than :data:`STEP_CHUNK` are split evenly among the threads.
     """
+    args = (theta, g, m, v, weight_decay, w1, beta2, one_minus_beta2, neg_step_size,
+            sqrt_bc2, eps)
     n = theta.shape[0]
+    if n <= STEP_CHUNK:
+        _adam_range(*args, 0, n)
+    else:
+        _adam_chunks(*args, max(STEP_CHUNK, -(-n // _num_threads())))
+
+
+@njit(cache=CACHE)  # no fastmath: every operation rounds as numpy's
+def _adam_range(theta, g, m, v, weight_decay, w1, beta2, one_minus_beta2, neg_step_size,
+                sqrt_bc2, eps, lo, hi):
+    """:func:`adam_update` on the elements ``lo:hi``."""
     one = theta.dtype.type(1)
     small = abs(w1) < 0.5
-    chunk = 16384
+    for i in range(lo, hi):
+        theta[i], m[i], v[i] = _adam_element(
+            theta[i], g[i], m[i], v[i], weight_decay, w1, small, one, beta2,
+            one_minus_beta2, neg_step_size, sqrt_bc2, eps)
+
+
+@njit(parallel=PARALLEL, cache=CACHE)
+def _adam_chunks(theta, g, m, v, weight_decay, w1, beta2, one_minus_beta2, neg_step_size,
+                 sqrt_bc2, eps, chunk):
+    n = theta.shape[0]
     for c in prange((n + chunk - 1) // chunk):
-        for i in range(c * chunk, min(n, (c + 1) * chunk)):
-            theta[i], m[i], v[i] = _adam_element(
-                theta[i], g[i], m[i], v[i], weight_decay, w1, small, one, beta2,
-                one_minus_beta2, neg_step_size, sqrt_bc2, eps)
+        _adam_range(theta, g, m, v, weight_decay, w1, beta2, one_minus_beta2, neg_step_size,
+                    sqrt_bc2, eps, c * chunk, min(n, (c + 1) * chunk))
 
 
 @njit(inline="always", cache=CACHE)  # no fastmath: every operation rounds as numpy's
@@ -922,7 +946,6 @@ def _sgd_element(theta, g, buf, weight_decay, momentum, one_minus_dampening, neg
     return theta + neg_lr * g, buf
 
 
-@njit(parallel=PARALLEL, cache=CACHE)  # no fastmath: every operation rounds as numpy's
 def sgd_update(theta, g, buf, weight_decay, momentum, one_minus_dampening, neg_lr, nesterov,
                first):
     """One SGD step on flat arrays, in place, with torch's operation order.
@@ -935,19 +958,39 @@ def sgd_update(theta, g, buf, weight_decay, momentum, one_minus_dampening, neg_l
     ``buf = buf * momentum + one_minus_dampening * g``, then ``g = g +
     momentum * buf`` (nesterov) or ``g = buf``; finally ``theta += neg_lr * g``.
     ``g`` itself is not modified.  No FMA contraction, so the result equals
-    the same steps in numpy bit for bit.
+    the same steps in numpy bit for bit.  Parameters longer than
+    :data:`STEP_CHUNK` are split evenly among the threads.
     """
+    args = (theta, g, buf, weight_decay, momentum, one_minus_dampening, neg_lr, nesterov,
+            first)
     n = theta.shape[0]
-    chunk = 16384
+    if n <= STEP_CHUNK:
+        _sgd_range(*args, 0, n)
+    else:
+        _sgd_chunks(*args, max(STEP_CHUNK, -(-n // _num_threads())))
+
+
+@njit(cache=CACHE)  # no fastmath: every operation rounds as numpy's
+def _sgd_range(theta, g, buf, weight_decay, momentum, one_minus_dampening, neg_lr, nesterov,
+               first, lo, hi):
+    """:func:`sgd_update` on the elements ``lo:hi``."""
     keep = momentum != 0
+    for i in range(lo, hi):
+        b = buf[i] if keep and not first else theta.dtype.type(0)
+        t, b = _sgd_element(theta[i], g[i], b, weight_decay, momentum,
+                            one_minus_dampening, neg_lr, nesterov, first)
+        theta[i] = t
+        if keep:
+            buf[i] = b
+
+
+@njit(parallel=PARALLEL, cache=CACHE)
+def _sgd_chunks(theta, g, buf, weight_decay, momentum, one_minus_dampening, neg_lr, nesterov,
+                first, chunk):
+    n = theta.shape[0]
     for c in prange((n + chunk - 1) // chunk):
-        for i in range(c * chunk, min(n, (c + 1) * chunk)):
-            b = buf[i] if keep and not first else theta.dtype.type(0)
-            t, b = _sgd_element(theta[i], g[i], b, weight_decay, momentum,
-                                one_minus_dampening, neg_lr, nesterov, first)
-            theta[i] = t
-            if keep:
-                buf[i] = b
+        _sgd_range(theta, g, buf, weight_decay, momentum, one_minus_dampening, neg_lr,
+                   nesterov, first, c * chunk, min(n, (c + 1) * chunk))
 
 
 # -- thin numpy twins ----------------------------------------------------------------------

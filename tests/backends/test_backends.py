@@ -467,6 +467,15 @@ def test_matmul_cpu_split_rows(rng, dtype, m, k, n, trans_a, trans_b, monkeypatc
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_optimizer_steps_cpu_chunked(rng, dtype, monkeypatch):
+    """The CPU's parallel path of the optimizer steps (parameters longer than
+    STEP_CHUNK, split among the threads), forced with chunks of 100."""
+    monkeypatch.setattr(cpu, "STEP_CHUNK", 100)
+    test_adam_update_rounds_as_numpy(rng, cpu, dtype, 0.01, 0.3)
+    test_sgd_update_rounds_as_numpy(rng, cpu, dtype, 0.02, 0.7, 0.0, True)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
 def test_bias_helpers_and_elementwise_products(rng, backend, dtype):
     y = rng.standard_normal((6, 5)).astype(dtype)
     v = rng.standard_normal(5).astype(dtype)
