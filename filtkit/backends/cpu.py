@@ -25,7 +25,7 @@ Numba cannot fuse two ``prange`` loops.
 import math
 
 import numpy as np
-from numba import njit, prange
+from numba import get_num_threads, njit, prange
 from scipy.special import expit as _expit
 
 from .._config import BOUNDARY_CODES, CACHE, FASTMATH, PARALLEL
@@ -905,7 +905,7 @@ def adam_update(theta, g, m, v, weight_decay, w1, beta2, one_minus_beta2, neg_st
     if n <= STEP_CHUNK:
         _adam_range(*args, 0, n)
     else:
-        _adam_chunks(*args, max(STEP_CHUNK, -(-n // _num_threads())))
+        _adam_chunks(*args, max(STEP_CHUNK, -(-n // get_num_threads())))
 
 
 @njit(cache=CACHE)  # no fastmath: every operation rounds as numpy's
@@ -967,7 +967,7 @@ def sgd_update(theta, g, buf, weight_decay, momentum, one_minus_dampening, neg_l
     if n <= STEP_CHUNK:
         _sgd_range(*args, 0, n)
     else:
-        _sgd_chunks(*args, max(STEP_CHUNK, -(-n // _num_threads())))
+        _sgd_chunks(*args, max(STEP_CHUNK, -(-n // get_num_threads())))
 
 
 @njit(cache=CACHE)  # no fastmath: every operation rounds as numpy's
@@ -1016,7 +1016,7 @@ def matmul(a, b, out, trans_a, trans_b, accumulate):
     """
     m, n = out.shape
     k = a.shape[0] if trans_a else a.shape[1]
-    nchunks = min(_num_threads(), m)
+    nchunks = min(get_num_threads(), m)
     b = b.T if trans_b else b
     if m * n * k < MATMUL_SPLIT_MIN or nchunks == 1:
         a = a.T if trans_a else a
@@ -1026,12 +1026,6 @@ def matmul(a, b, out, trans_a, trans_b, accumulate):
             np.matmul(a, b, out=out)
     else:
         _matmul_rows(a, b, out, trans_a, accumulate, nchunks)
-
-
-def _num_threads():
-    import numba
-
-    return numba.get_num_threads()
 
 
 @njit(parallel=PARALLEL, **_jit)
