@@ -137,6 +137,15 @@ class _Axis:
         self.n, self.keff, self.stride, self.before, self.n_out = n, keff, stride, before, n_out
         self.length = (n_out - 1) * stride + keff  # of E
         self.after = self.length - before - n  # negative: the input's tail is never read
+        #: the samples a chunk's slab takes from the chunks before and after it
+        self.depth = (before, keff - 1 - before)
+
+
+def _cut(x, axis, plan):
+    """``x`` without the tail along ``axis`` that no window reads."""
+    if plan.after >= 0:
+        return x
+    return x[(slice(None),) * axis + (slice(0, plan.n + plan.after),)]
 
 
 def _extend(x, axis, plan, code, cval):
@@ -144,8 +153,7 @@ def _extend(x, axis, plan, code, cval):
     da = _dask()
     n, before, after = plan.n, plan.before, plan.after
     whole = x
-    if after < 0:
-        x = x[(slice(None),) * axis + (slice(0, n + after),)]
+    x = _cut(x, axis, plan)
     if before == 0 and after <= 0:
         return x
     if code == 0:  # constant: cval beyond the edge
@@ -175,7 +183,7 @@ def _merge_edges(chunks, plan):
         del chunks[0]
     if plan.after > 0 and len(chunks) > 1:
         chunks[-2:] = [chunks[-2] + chunks[-1]]
-    return _merge_small(chunks, max(plan.before, plan.keff - 1 - plan.before))
+    return _merge_small(chunks, max(plan.depth))
 
 
 def _outputs(chunks, plan):
@@ -260,15 +268,14 @@ def _local_plan(x, plans, code):
     if code == BOUNDARY_CODES["wrap"]:
         return None
     for axis, plan in enumerate(plans):
-        if plan.after < 0:
-            x = x[(slice(None),) * axis + (slice(0, plan.n + plan.after),)]
+        x = _cut(x, axis, plan)
     chunks, edges = [], []
     for axis, plan in enumerate(plans):
-        c = _merge_small(x.chunks[axis], max(plan.before, plan.keff - 1 - plan.before))
+        c = _merge_small(x.chunks[axis], max(plan.depth))
         idx = cpu.boundary_index(plan.n, plan.before, max(plan.after, 0), code)
         pre = idx[:plan.before] if plan.before else None
         post = idx[plan.before + plan.n:] if plan.after > 0 else None
-        first_len = c[0] + (plan.keff - 1 - plan.before if len(c) > 1 else 0)
+        first_len = c[0] + (plan.depth[1] if len(c) > 1 else 0)
         last_start = sum(c[:-1]) - plan.before if len(c) > 1 else 0
         if post is not None and code != 0:
             post = post - last_start
@@ -301,7 +308,7 @@ def _sliding(x, plans, code, cval, op, dtype):
             e = _extend(e, axis, plan, code, cval)
         e = e.rechunk(tuple(_merge_edges(c, p) for c, p in zip(e.chunks, plans)))
         e_chunks = e.chunks
-    depth = {axis: (p.before, p.keff - 1 - p.before) if len(c) > 1 else (0, 0)
+    depth = {axis: p.depth if len(c) > 1 else (0, 0)
              for axis, (c, p) in enumerate(zip(e.chunks, plans))}
     if any(any(d) for d in depth.values()):
         e = overlap(e, depth=depth, boundary="none", allow_rechunk=False)
