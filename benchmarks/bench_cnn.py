@@ -674,27 +674,18 @@ def summary(cfg, facts, mems, first):
         tag = "n/a " if ok is None else ("PASS" if ok else "FAIL")
         lines.append(f"[{tag}] {text}")
 
-    for arch in ARCHS:
-        for batch in (32, 64, 256):
-            target = TRAIN_TARGET[batch]
-            f = facts.get((arch, batch, "train"))
-            if f is None:
-                verdict(None, f"training {arch} batch {batch}: not run (--quick)")
-                continue
-            verdict(f["ratio"] >= target,
-                    f"training {arch} batch {batch}: filtkit {batch / f['filtkit']:,.0f} img/s, "
-                    f"torch {batch / f['torch']:,.0f} img/s, ratio {f['ratio']:.2f} "
-                    f"(target >= {target})")
-    for arch in ARCHS:
-        for batch in (32, 64, 256):
-            f = facts.get((arch, batch, "infer"))
-            if f is None:
-                verdict(None, f"inference {arch} batch {batch}: not run (--quick)")
-                continue
-            verdict(f["ratio"] >= INFER_TARGET,
-                    f"inference {arch} batch {batch}: filtkit {batch / f['filtkit']:,.0f} img/s, "
-                    f"torch {batch / f['torch']:,.0f} img/s, ratio {f['ratio']:.2f} "
-                    f"(target >= {INFER_TARGET})")
+    for mode, what in (("train", "training"), ("infer", "inference")):
+        for arch in ARCHS:
+            for batch in (32, 64, 256):
+                target = TRAIN_TARGET[batch] if mode == "train" else INFER_TARGET
+                f = facts.get((arch, batch, mode))
+                if f is None:
+                    verdict(None, f"{what} {arch} batch {batch}: not run (--quick)")
+                    continue
+                verdict(f["ratio"] >= target,
+                        f"{what} {arch} batch {batch}: filtkit {batch / f['filtkit']:,.0f} "
+                        f"img/s, torch {batch / f['torch']:,.0f} img/s, ratio "
+                        f"{f['ratio']:.2f} (target >= {target})")
     mib = 2**20
     for arch, m in mems.items():
         fg, tg = m["filtkit"]["growth"], m["torch"]["growth"]
