@@ -192,8 +192,23 @@ def versions(peers):
     }
 
 
+def blas_description():
+    """Which kernels each loaded BLAS runs (threadpoolctl), and the environment variables
+    that force OpenBLAS's choice: some machines set OPENBLAS_CORETYPE=Haswell, which holds
+    OpenBLAS to 256-bit AVX2 kernels on AVX-512 processors (about half the GEMM speed on
+    this project's Zen 5 cores)."""
+    from threadpoolctl import threadpool_info
+
+    libs = ", ".join(sorted({f"{i['internal_api']} {i.get('version') or '?'} "
+                             f"{i.get('architecture') or '?'}" for i in threadpool_info()
+                             if i["user_api"] == "blas"})) or "none loaded"
+    forced = ", ".join(f"{k}={os.environ[k]}" for k in ("OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE")
+                       if k in os.environ) or "none"
+    return f"{libs}; forced by the environment: {forced}"
+
+
 def run_description(started, elapsed, peers):
-    """The report's first three lines: date and command, CPU and memory, versions."""
+    """The report's first lines: date and command, CPU and memory, versions, BLAS kernels."""
     model, ram = machine_description()
     vers = ", ".join(f"{k} {v}" for k, v in versions(peers).items())
     command = " ".join(["python", *sys.argv])
@@ -202,6 +217,7 @@ def run_description(started, elapsed, peers):
         f"{elapsed:.0f} s",
         f"- CPU: {model}, {NCORES} cores ({os.cpu_count()} logical CPUs visible), memory {ram}",
         f"- Versions: {vers}; filtkit tree: {git_state()}",
+        f"- BLAS kernels: {blas_description()}",
     ])
 
 

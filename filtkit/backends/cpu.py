@@ -661,71 +661,87 @@ def empty_apart(shape, dtype, source):
     return buf[start : start + n].reshape(shape)
 
 
+@njit(**_jit)
+def _pad_plane(xn, xp, p0, p1):
+    """xp[c, r, q] = xn[c, r - p0, q - p1], 0 outside ``xn`` (the zero-padded planes the
+    windows read; rows and columns no window reaches are left out)."""
+    nc, h, w = xn.shape
+    hp, wp = xp.shape[1], xp.shape[2]
+    zero = xp.dtype.type(0)
+    q1 = min(max(wp - p1, 0), w)  # columns of xn that land in xp
+    for c in range(nc):
+        for r in range(hp):
+            row = xp[c, r]
+            if r < p0 or r - p0 >= h:
+                for q in range(wp):
+                    row[q] = zero
+                continue
+            src = xn[c, r - p0]
+            for q in range(min(p1, wp)):
+                row[q] = zero
+            seg = row[p1 : p1 + q1]
+            for q in range(q1):
+                seg[q] = src[q]
+            for q in range(p1 + q1, wp):
+                row[q] = zero
+
+
 @njit(inline="always", **_jit)
-def _valid_range(n_out, start, step, n_in):
-    """Output indices [lo, hi) whose source ``o*step + start`` lies in [0, n_in)."""
-    lo = 0 if start >= 0 else (-start + step - 1) // step
-    last = n_in - 1 - start
-    hi = 0 if last < 0 else last // step + 1
-    lo = min(lo, n_out)
-    return lo, max(lo, min(hi, n_out))
+def _padded_shape(kh, kw, s0, s1, d0, d1, ho, wo):
+    """(rows, columns) of the padded plane that the (ho, wo) windows read."""
+    return (ho - 1) * s0 + (kh - 1) * d0 + 1, (wo - 1) * s1 + (kw - 1) * d1 + 1
 
 
 @njit(**_jit)
-def _im2col(xn, cols, kh, kw, s0, s1, p0, p1, d0, d1, ho, wo):
-    """cols[(c*kh + m)*kw + k, i*wo + j] = xn[c, i*s0 + m*d0 - p0, j*s1 + k*d1 - p1], 0 outside."""
-    nc, h, w = xn.shape
-    zero = cols.dtype.type(0)
+def _padded(xn, kh, kw, s0, s1, p0, p1, d0, d1, ho, wo):
+    """``xn`` zero-padded by (p0, p1) before and cut to what the windows read: ``xn``
+    itself where the windows read no padding, else a new array (:func:`_pad_plane`)."""
+    hp, wp = _padded_shape(kh, kw, s0, s1, d0, d1, ho, wo)
+    if p0 == 0 and p1 == 0 and hp <= xn.shape[1] and wp <= xn.shape[2]:
+        return xn
+    xp = np.empty((xn.shape[0], hp, wp), dtype=xn.dtype)
+    _pad_plane(xn, xp, p0, p1)
+    return xp
+
+
+@njit(**_jit)
+def _im2col(xp, cols, kh, kw, s0, s1, d0, d1, ho, wo):
+    """cols[(c*kh + m)*kw + k, i*wo + j] = xp[c, i*s0 + m*d0, j*s1 + k*d1] on the padded
+    plane ``xp`` (:func:`_padded`): row segments copied without bounds arithmetic."""
+    nc = xp.shape[0]
     for c in range(nc):
         for m in range(kh):
-            ilo, ihi = _valid_range(ho, m * d0 - p0, s0, h)
-            for k in range(kw):
-                row = cols[(c * kh + m) * kw + k]
-                jlo, jhi = _valid_range(wo, k * d1 - p1, s1, w)
-                for t in range(ilo * wo):
-                    row[t] = zero
-                for i in range(ilo, ihi):
-                    base = i * wo
-                    src = xn[c, i * s0 + m * d0 - p0]
-                    for j in range(jlo):
-                        row[base + j] = zero
-                    q0 = jlo * s1 + k * d1 - p1
+            for i in range(ho):
+                src = xp[c, i * s0 + m * d0]
+                for k in range(kw):
+                    dst = cols[(c * kh + m) * kw + k, i * wo : (i + 1) * wo]
                     if s1 == 1:
-                        dst = row[base + jlo : base + jhi]
-                        seg = src[q0 : q0 + jhi - jlo]
-                        for j in range(jhi - jlo):
+                        seg = src[k * d1 : k * d1 + wo]
+                        for j in range(wo):
                             dst[j] = seg[j]
                     else:
-                        for j in range(jlo, jhi):
-                            row[base + j] = src[q0 + (j - jlo) * s1]
-                    for j in range(jhi, wo):
-                        row[base + j] = zero
-                for t in range(ihi * wo, ho * wo):
-                    row[t] = zero
+                        for j in range(wo):
+                            dst[j] = src[k * d1 + j * s1]
 
 
 @njit(**_jit)
-def _col2im(cols, xn, kh, kw, s0, s1, p0, p1, d0, d1, ho, wo):
-    """The adjoint of :func:`_im2col`: xn[c, r, q] += every cols entry that read it."""
-    nc, h, w = xn.shape
+def _col2im(cols, xp, kh, kw, s0, s1, d0, d1, ho, wo):
+    """The adjoint of :func:`_im2col`: xp[c, r, q] += every cols entry that read it."""
+    nc = xp.shape[0]
     for c in range(nc):
         for m in range(kh):
-            ilo, ihi = _valid_range(ho, m * d0 - p0, s0, h)
             for k in range(kw):
                 row = cols[(c * kh + m) * kw + k]
-                jlo, jhi = _valid_range(wo, k * d1 - p1, s1, w)
-                for i in range(ilo, ihi):
-                    base = i * wo
-                    dst = xn[c, i * s0 + m * d0 - p0]
-                    q0 = jlo * s1 + k * d1 - p1
+                for i in range(ho):
+                    dst = xp[c, i * s0 + m * d0]
+                    src = row[i * wo : (i + 1) * wo]
                     if s1 == 1:
-                        seg = dst[q0 : q0 + jhi - jlo]
-                        src = row[base + jlo : base + jhi]
-                        for j in range(jhi - jlo):
+                        seg = dst[k * d1 : k * d1 + wo]
+                        for j in range(wo):
                             seg[j] += src[j]
                     else:
-                        for j in range(jlo, jhi):
-                            dst[q0 + (j - jlo) * s1] += row[base + j]
+                        for j in range(wo):
+                            dst[k * d1 + j * s1] += src[j]
 
 
 @njit(parallel=PARALLEL, **_jit)
@@ -747,7 +763,8 @@ def conv2d(x, w, b, out, s0, s1, p0, p1, d0, d1):
     w2 = w.reshape(no, nc * kh * kw)
     for n in prange(nb):
         cols = np.empty((nc * kh * kw, ho * wo), dtype=x.dtype)
-        _im2col(x[n], cols, kh, kw, s0, s1, p0, p1, d0, d1, ho, wo)
+        xp = _padded(x[n], kh, kw, s0, s1, p0, p1, d0, d1, ho, wo)
+        _im2col(xp, cols, kh, kw, s0, s1, d0, d1, ho, wo)
         on = out[n].reshape(no, ho * wo)
         np.dot(w2, cols, on)
         for o in range(no):
@@ -768,15 +785,33 @@ def conv2d_grad_input(dy, w, dx, s0, s1, p0, p1, d0, d1):
     """
     nb, no, ho, wo = dy.shape
     nc, kh, kw = w.shape[1], w.shape[2], w.shape[3]
+    h, w_ = dx.shape[2], dx.shape[3]
+    hp, wp = _padded_shape(kh, kw, s0, s1, d0, d1, ho, wo)
     w2t = np.ascontiguousarray(w.reshape(no, nc * kh * kw).T)
     zero = dx.dtype.type(0)
     for n in prange(nb):
         dcols = np.dot(w2t, dy[n].reshape(no, ho * wo))
         dxn = dx[n]
-        flat = dxn.reshape(dxn.size)
-        for t in range(flat.size):
-            flat[t] = zero
-        _col2im(dcols, dxn, kh, kw, s0, s1, p0, p1, d0, d1, ho, wo)
+        if p0 == 0 and p1 == 0 and hp <= h and wp <= w_:
+            flat = dxn.reshape(dxn.size)
+            for t in range(flat.size):
+                flat[t] = zero
+            _col2im(dcols, dxn, kh, kw, s0, s1, d0, d1, ho, wo)
+            continue
+        dxp = np.zeros((nc, hp, wp), dtype=dx.dtype)
+        _col2im(dcols, dxp, kh, kw, s0, s1, d0, d1, ho, wo)
+        nq = min(max(wp - p1, 0), w_)  # columns of dx inside dxp
+        for c in range(nc):
+            for r in range(h):
+                dst = dxn[c, r]
+                q = 0
+                if r + p0 < hp:
+                    src = dxp[c, r + p0, p1 : p1 + nq]
+                    for q in range(nq):
+                        dst[q] = src[q]
+                    q = nq
+                for t in range(q, w_):
+                    dst[t] = zero
 
 
 @njit(parallel=PARALLEL, **_jit)
@@ -800,7 +835,8 @@ def conv2d_grad_weight(x, dy, dw, db, s0, s1, p0, p1, d0, d1, nchunks):
         cols = np.empty((nk, ho * wo), dtype=x.dtype)
         acc = part[t]
         for n in range(t * nb // nchunks, (t + 1) * nb // nchunks):
-            _im2col(x[n], cols, kh, kw, s0, s1, p0, p1, d0, d1, ho, wo)
+            xp = _padded(x[n], kh, kw, s0, s1, p0, p1, d0, d1, ho, wo)
+            _im2col(xp, cols, kh, kw, s0, s1, d0, d1, ho, wo)
             dyn = dy[n].reshape(no, ho * wo)
             acc += np.dot(dyn, cols.T)
             for o in range(no):
