@@ -241,10 +241,22 @@ def publish(name, parts, summary_lines, elapsed, quick):
     time) and, unless ``quick``, write it into the ``name`` section of RESULTS.md."""
     report = "\n".join([*parts, "### Summary", "", "```", *summary_lines,
                         f"total run time {elapsed:.0f} s", "```", ""])
+    section = results_section(name)
+    if section != name:  # say it in the title too
+        title, rest = report.split("\n", 1)
+        report = f"{title} ({section[len(name) + 1:]})\n{rest}"
     print(report)
     if not quick:
-        write_results(name, report)
+        write_results(section, report)
         progress(f"wrote {RESULTS.relative_to(ROOT)}")
+
+
+def results_section(name):
+    """The RESULTS.md section of benchmark ``name``: its own name, with the forced OpenBLAS
+    kernel appended when OPENBLAS_CORETYPE is set (this machine's default environment sets
+    it), so runs with the forced and with OpenBLAS's own kernels are kept side by side."""
+    forced = os.environ.get("OPENBLAS_CORETYPE")
+    return f"{name} OPENBLAS_CORETYPE={forced}" if forced else name
 
 
 def write_results(name, text):

@@ -29,19 +29,20 @@ above 1e-4: Adam's first step moves each weight by about lr * sign(gradient), so
 gradient whose float32 rounding differs in sign moves a weight by up to 2e-3 apart; it checks
 the update rule, the SGD step the gradients.
 
-Timing: both libraries run in this one process on the machine's cores: numba's default
-thread count for filtkit's parallel kernels (BLAS calls inside them single-threaded, as
-``fit`` does) and ``torch.set_num_threads(cores)``.  A **training step** is, for filtkit, the
-sequence ``Sequential.fit`` runs for every batch (see ``_fit_loop`` in
-filtkit/cnn/model.py): under ``filtkit.backends.single_threaded_blas()``, ``model.zero_grad()``,
-``out = model._run(x)``, ``loss(out, y)``, ``model.backward(loss.backward())``,
+Timing: both libraries run in this one process on the machine's cores: numba's default thread
+count for filtkit's parallel kernels (BLAS calls inside them single-threaded, as ``fit`` does)
+and ``torch.set_num_threads(cores)``. A **training step** is, for filtkit, the sequence
+``Sequential.fit`` runs for every batch (see ``_fit_loop`` in filtkit/cnn/model.py): under
+``filtkit.backends.single_threaded_blas()``, ``model.zero_grad()``, ``out = model._run(x)``,
+``loss(out, y)``, ``model._backward(loss.backward(), input_grad=False)`` (no gradient for the
+input batch, as torch computes none for a tensor without ``requires_grad``),
 ``optimizer.step()``; fit's own bookkeeping per batch (finiteness checks, a snapshot of the
 weights for divergence recovery, accuracy) is left out and timed on its own in the per-layer
-table.  For torch it is ``opt.zero_grad(); loss = crit(model(x), y); loss.backward();
-opt.step()`` with the model in train mode.  Both use Adam(lr=1e-3) and CrossEntropyLoss;
-dropout is active in both during training.  **Inference** is ``model.forward(x)`` in eval
-mode for filtkit (the public path: it checks and converts x first) and ``model(x)`` in eval
-mode under ``torch.no_grad()`` for torch.  Every function is called twice to warm up (Numba
+table. For torch it is ``opt.zero_grad(); loss = crit(model(x), y); loss.backward();
+opt.step()`` with the model in train mode. Both use Adam(lr=1e-3) and CrossEntropyLoss; dropout
+is active in both during training. **Inference** is ``model.forward(x)`` in eval mode for
+filtkit (the public path: it checks and converts x first) and ``model(x)`` in eval mode under
+``torch.no_grad()`` for torch. Every function is called twice to warm up (Numba
 loads its cache, oneDNN builds its primitives), then timed in interleaved rounds (filtkit,
 torch, filtkit, torch, ...; 5 rounds, --quick 3), adaptively: about 1.5 s of runs per
 function (--quick 0.3 s), at least 5 and at most 40 (--quick: 3 to 6); a function slower
@@ -290,7 +291,7 @@ class FiltkitRunner:
             model.zero_grad()
             out = model._run(x)
             value = loss(out, y)
-            model.backward(loss.backward())
+            model._backward(loss.backward(), input_grad=False)  # as fit() does
             self.opt.step()
         return value
 
@@ -470,7 +471,10 @@ def breakdown(arch, cfg, facts):
                 tb = [0.0] * n
                 for i in reversed(range(n)):
                     t0 = clock()
-                    dy = model.layers[i].backward(dy)
+                    if i == 0 and isinstance(model.layers[0], cnn.Conv2D):  # fit skips dx
+                        dy = model.layers[0].backward(dy, input_grad=False)
+                    else:
+                        dy = model.layers[i].backward(dy)
                     tb[i] = clock() - t0
                 t0 = clock()
                 opt.step()
