@@ -79,11 +79,12 @@ Columns of the throughput table:
 
 Columns of the per-layer tables (filtkit only, train mode, Adam, batch 64; each layer's
 ``forward`` and ``backward`` timed on its own inside ``single_threaded_blas()``, medians over
-the repeats):
+the repeats; the layers in the order fit runs them, ``Sequential._plan()``, which swaps
+ReLU -> MaxPool2D; the first layer's backward without the input's gradient, as in fit):
 
 ``layer``
-    index and repr of the layer; then ``loss`` (CrossEntropyLoss forward + backward),
-    ``zero_grad`` and ``optimizer step`` (Adam).
+    index (in ``model.layers``) and repr of the layer; then ``loss`` (CrossEntropyLoss
+    forward + backward), ``zero_grad`` and ``optimizer step`` (Adam).
 ``fwd ms``, ``bwd ms``, ``total ms``
     median forward, backward and their sum.
 ``share``
@@ -445,7 +446,8 @@ def breakdown(arch, cfg, facts):
     model, loss, opt = fk.model, fk.loss, fk.opt
     model.train()
     x, y = make_data(BREAKDOWN_BATCH)
-    n = len(model.layers)
+    plan = model._plan()  # the order fit runs them in (ReLU -> MaxPool2D swapped)
+    n = len(plan)
     fwd = [[] for _ in range(n)]
     bwd = [[] for _ in range(n)]
     extra = {"loss": [], "zero_grad": [], "optimizer step": [], "fit bookkeeping": []}
@@ -460,7 +462,7 @@ def breakdown(arch, cfg, facts):
                 t_zero = clock() - t0
                 h = x
                 tf = []
-                for layer in model.layers:
+                for layer in plan:
                     t0 = clock()
                     h = layer.forward(h)
                     tf.append(clock() - t0)
@@ -471,10 +473,10 @@ def breakdown(arch, cfg, facts):
                 tb = [0.0] * n
                 for i in reversed(range(n)):
                     t0 = clock()
-                    if i == 0 and isinstance(model.layers[0], cnn.Conv2D):  # fit skips dx
-                        dy = model.layers[0].backward(dy, input_grad=False)
+                    if i == 0 and isinstance(plan[0], cnn.Conv2D):  # fit skips dx
+                        dy = plan[0].backward(dy, input_grad=False)
                     else:
-                        dy = model.layers[i].backward(dy)
+                        dy = plan[i].backward(dy)
                     tb[i] = clock() - t0
                 t0 = clock()
                 opt.step()
@@ -497,9 +499,11 @@ def breakdown(arch, cfg, facts):
         gc.enable()
     med = statistics.median
     parts = []
-    for i, layer in enumerate(model.layers):
+    for i, layer in enumerate(plan):
         r = repr(layer)
-        parts.append((f"{i}: {r if len(r) <= 44 else r[:41] + '...'}", med(fwd[i]), med(bwd[i])))
+        number = next(j for j, m in enumerate(model.layers) if m is layer)
+        parts.append((f"{number}: {r if len(r) <= 44 else r[:41] + '...'}", med(fwd[i]),
+                      med(bwd[i])))
     parts += [("loss (CrossEntropyLoss)", med(extra["loss"]), 0.0),
               ("zero_grad", med(extra["zero_grad"]), 0.0),
               ("optimizer step (Adam)", med(extra["optimizer step"]), 0.0)]
