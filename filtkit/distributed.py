@@ -7,9 +7,9 @@ included), stride, dilation, and chunks smaller than the kernel's reach.
 Nothing is computed until you call ``.compute()``, ``.to_zarr(...)`` or
 similar, on whatever scheduler is active: Dask's threaded default, or a
 ``dask.distributed.Client`` (a LocalCluster or a scheduler address).
-Chunked storage streams: read with ``dask.array.from_zarr`` (or a tiled
-TIFF with :func:`imread_tiled`) and write with ``.to_zarr``, and no worker
-ever holds the whole image.
+Chunked storage streams: pass a zarr array (or a tiled TIFF through
+:func:`imread_tiled`) and write with ``.to_zarr``, and no worker ever holds
+the whole image.
 
 How the chunks see their neighbours: every chunk gets the samples that its
 outputs' windows need from the neighbouring chunks (``dask.array.overlap``,
@@ -18,7 +18,15 @@ the boundary samples from themselves (for ``mirror`` too, which Dask's own
 ``map_overlap`` boundaries lack); for ``wrap`` (and edge chunks too small
 to hold their boundary samples) the input is extended once, over the whole
 image, so ``wrap`` reads the far edge of the *image*, not of the chunk.
-Then every chunk runs the in-memory filtkit function on that slab.  With a
+Then every chunk runs the in-memory filtkit function on that slab.
+
+Given a zarr array itself (``zarr.open_array(path)``, not ``da.from_zarr``)
+or a TIFF opened with :func:`imread_tiled`, the tasks read from the store
+instead: each output chunk's task reads its own stored chunk, and the halo
+from small bands (the samples within the reach of each face) that one task
+per stored chunk cuts out.  Each chunk is read twice and none waits in
+memory for its neighbours' tasks, so a worker holds about three chunks
+rather than a wavefront of them (``benchmarks/bench_dask.py``).  With a
 stride, output ``i`` belongs to the chunk holding input position
 ``i * stride``, so output chunks line up with the stride.  Chunks smaller
 than the reach are merged with their neighbours first.
@@ -48,6 +56,7 @@ True
 
 import contextlib
 import functools
+import itertools
 import math
 
 import numpy as np
@@ -82,10 +91,19 @@ def _dask():
     return da
 
 
+def _is_zarr_array(x):
+    return type(x).__module__.startswith("zarr") and type(x).__name__ == "Array"
+
+
 def _as_dask(x, name):
-    """``x`` as a dask array of a real numeric dtype with known chunk sizes."""
+    """``x`` as a dask array of a real numeric dtype with known chunk sizes; a zarr array
+    becomes ``da.from_zarr(x)`` that remembers its store (see :func:`_regions`)."""
     da = _dask()
-    if not isinstance(x, da.Array):
+    if _is_zarr_array(x):
+        store = x
+        x = da.from_zarr(store)
+        x._filtkit_regions = store
+    elif not isinstance(x, da.Array):
         x = da.from_array(check_array(x, name), chunks=-1)
     kind = x.dtype.kind
     if kind == "c":
@@ -123,6 +141,121 @@ def _float_image(x, scale):
     if x.dtype == dtype and x.dtype.isnative:
         return x
     return x.map_blocks(_to_float, scale, dtype, dtype=dtype)
+
+
+class _Source:
+    """A chunked store (a zarr array, or :class:`_TiffRegions`) read as the float
+    image the in-memory function would see, boundary samples included.
+
+    Each output chunk's task reads its own input chunk(s) from the store; the
+    halo samples that lie in other stored chunks come from small *bands*: the
+    samples within the reach of each face of a stored chunk, cut out by one
+    task per stored chunk that reads it once more.  No chunk waits in memory
+    for its neighbours' tasks (the wavefront that ``dask.array.overlap``
+    holds) and no chunk travels between workers, at the price of reading
+    each chunk twice.
+    """
+
+    def __init__(self, regions, grid, scale, dtype, reach):
+        self.regions, self.scale, self.dtype = regions, scale, dtype
+        #: per axis the edges of the stored chunks, and the band width
+        self.grid, self.reach = grid, reach
+
+    def pieces(self, ranges, own, code):
+        """The slab over ``ranges`` (per axis ``(lo, hi)`` in input coordinates, beyond
+        the image too): per axis the boundary index map and its sorted unique source
+        indices, and the pieces to fill, ``(src, dst, chunk)`` with ``chunk`` None for
+        a piece inside ``own`` (this task's input range), else the index of the stored
+        chunk whose bands hold it."""
+        maps, uniq, runs = [], [], []
+        for (lo, hi), n, edges in zip(ranges, self.regions.shape, self.grid):
+            before, after = max(0, -lo), max(0, hi - n)
+            idx = cpu.boundary_index(n, before, after, code)[lo + before:hi + before]
+            u = np.unique(idx[idx >= 0])
+            where = np.searchsorted(edges, u, side="right")
+            runs.append(np.split(np.arange(len(u)), np.flatnonzero(
+                (np.diff(u) != 1) | (np.diff(where) != 0)) + 1))
+            maps.append(idx)
+            uniq.append(u)
+        pieces = []
+        for combo in itertools.product(*runs):
+            src = tuple(slice(int(u[p[0]]), int(u[p[-1]]) + 1) for u, p in zip(uniq, combo))
+            dst = tuple(slice(int(p[0]), int(p[-1]) + 1) for p in combo)
+            inside = all(o0 <= q.start and q.stop <= o1 for (o0, o1), q in zip(own, src))
+            chunk = None if inside else tuple(
+                int(np.searchsorted(e, q.start, side="right")) - 1 for e, q in zip(self.grid, src))
+            pieces.append((src, dst, chunk))
+        return maps, uniq, pieces
+
+    def bands(self, chunk):
+        """One stored chunk's bands: per axis its first and last ``reach[axis]`` samples
+        along that axis (whole along the others), as floats."""
+        where = tuple(slice(int(e[i]), int(e[i + 1])) for e, i in zip(self.grid, chunk))
+        block = as_float(np.asarray(self.regions[where]), scale=self.scale, dtype=self.dtype)
+        out = []
+        for axis, r in enumerate(self.reach):
+            n = block.shape[axis]
+            cut = (slice(None),) * axis
+            out.append((block[cut + (slice(0, min(r, n)),)].copy(),
+                        block[cut + (slice(max(0, n - r), n),)].copy()))
+        return out
+
+    def _from_bands(self, bands, chunk, src):
+        """The piece ``src`` of stored chunk ``chunk``, out of its bands."""
+        start = [int(e[i]) for e, i in zip(self.grid, chunk)]
+        stop = [int(e[i + 1]) for e, i in zip(self.grid, chunk)]
+        for axis, r in enumerate(self.reach):
+            q = src[axis]
+            local = [slice(p.start - s, p.stop - s) for p, s in zip(src, start)]
+            if q.stop <= start[axis] + r:
+                return bands[axis][0][tuple(local)]
+            lo = max(start[axis], stop[axis] - r)
+            if q.start >= lo:
+                local[axis] = slice(q.start - lo, q.stop - lo)
+                return bands[axis][1][tuple(local)]
+        raise AssertionError(f"piece {src} is not within reach of chunk {chunk}'s faces")
+
+    def slab(self, ranges, own, code, cval, bands):
+        """The boundary-extended input over ``ranges``; ``bands`` maps the stored chunks
+        that :meth:`pieces` names to their :meth:`bands`."""
+        maps, uniq, pieces = self.pieces(ranges, own, code)
+        slots = [int((m < 0).any()) for m in maps]  # one more sample for cval
+        compact = np.empty(tuple(len(u) + c for u, c in zip(uniq, slots)), dtype=self.dtype)
+        for src, dst, chunk in pieces:
+            if chunk is None:
+                _read_into(self.regions, src, compact[dst], self.scale)
+            else:
+                compact[dst] = self._from_bands(bands[chunk], chunk, src)
+        for axis, (u, c) in enumerate(zip(uniq, slots)):
+            if c:
+                compact[(slice(None),) * axis + (len(u),)] = cval
+        pos = [np.where(m >= 0, np.searchsorted(u, m), len(u)) for m, u in zip(maps, uniq)]
+        if all(len(p) == len(u) and (p == np.arange(len(u))).all()
+               for p, u in zip(pos, uniq)):  # inside the image: the slab is compact itself
+            return compact
+        return compact[np.ix_(*pos)]
+
+
+def _read_into(regions, src, dst, scale):
+    """``dst[...] = regions[src]`` as floats; a zarr array of ``dst``'s dtype writes into
+    ``dst`` itself (no chunk-sized temporary)."""
+    if regions.dtype == dst.dtype and hasattr(regions, "get_basic_selection"):
+        try:
+            from zarr.core.buffer import default_buffer_prototype
+        except ImportError:  # zarr 2 takes the numpy array itself
+            regions.get_basic_selection(src, out=dst)
+        else:
+            regions.get_basic_selection(
+                src, out=default_buffer_prototype().nd_buffer.from_numpy_array(dst))
+        return
+    dst[...] = as_float(np.asarray(regions[src]), scale=scale, dtype=dst.dtype)
+
+
+def _regions(x):
+    """The store behind a dask array made by :func:`_as_dask` from a zarr array or by
+    :func:`imread_tiled`; None for any other dask array (those get halos from their
+    neighbours through ``dask.array.overlap``)."""
+    return getattr(x, "_filtkit_regions", None)
 
 
 # -- the chunk plan -------------------------------------------------------------
@@ -260,6 +393,19 @@ def _merge_small(chunks, need):
     return tuple(merged)
 
 
+def _slab_chunks(x, plans):
+    """The chunks of the extended input ``E`` that the slabs stand for: ``x``'s own
+    chunks without the unread tail, those shorter than the overlap merged, the
+    boundary samples joined to the first and last."""
+    e_chunks = []
+    for axis, plan in enumerate(plans):
+        c = list(_merge_small(_cut(x, axis, plan).chunks[axis], max(plan.depth)))
+        c[0] += plan.before
+        c[-1] += max(plan.after, 0)
+        e_chunks.append(tuple(c))
+    return e_chunks
+
+
 def _local_plan(x, plans, code):
     """The input cut to what is read, its chunks, and per axis the local indices of
     the boundary samples in the first and last chunks' slabs; None when some
@@ -287,21 +433,65 @@ def _local_plan(x, plans, code):
     return x.rechunk(tuple(chunks)), tuple(edges)
 
 
-def _sliding(x, plans, code, cval, op, dtype):
+def _store_block(source, op, ranges, own, code, cval, bands):
+    """One output chunk of the storage path: its slab from the store and the bands of the
+    stored chunks around it, then ``op``."""
+    slab = source.slab(ranges, own, code, cval, bands)
+    with _one_numba_thread():
+        return op(slab)
+
+
+def _from_store(x, regions, scale, plans, code, cval, op, dtype, meta):
+    """:func:`_sliding` for an ``x`` read from ``regions`` (see :class:`_Source`)."""
+    import dask
+
+    da = _dask()
+    e_chunks = _slab_chunks(x, plans)
+    counts = [_outputs(c, p)[1] for c, p in zip(e_chunks, plans)]
+    own_edges = []  # per axis the input range each output chunk owns
+    for c, p in zip(e_chunks, plans):
+        c = list(c)
+        c[0] -= p.before
+        c[-1] = p.n - sum(c[:-1])  # the last one owns the (possibly uncut) tail
+        own_edges.append(np.cumsum([0] + c))
+    grid = tuple(np.cumsum((0,) + c) for c in x.chunks)
+    source = _Source(regions, grid, scale, dtype, tuple(max(p.depth) for p in plans))
+    read_bands = dask.delayed(source.bands, pure=False)  # (no hashing of the store)
+    bands, blocks = {}, np.empty(tuple(len(c) for c in counts), dtype=object)
+    for k in itertools.product(*(range(len(c)) for c in counts)):
+        shape = tuple(c[i] for c, i in zip(counts, k))
+        if 0 in shape:
+            blocks[k] = da.empty(shape, dtype=dtype, chunks=shape)
+            continue
+        o0 = [sum(c[:i]) for c, i in zip(counts, k)]
+        ranges = tuple((o * p.stride - p.before, (o + n - 1) * p.stride + p.keff - p.before)
+                       for o, n, p in zip(o0, shape, plans))
+        own = tuple((int(e[i]), int(e[i + 1])) for e, i in zip(own_edges, k))
+        need = {c for _, _, c in source.pieces(ranges, own, code)[2] if c is not None}
+        for c in need:
+            if c not in bands:
+                bands[c] = read_bands(c)
+        task = dask.delayed(_store_block, pure=False)(
+            source, op, ranges, own, code, cval, {c: bands[c] for c in need})
+        blocks[k] = da.from_delayed(task, shape, dtype=dtype, meta=meta)
+    return da.block(blocks.tolist())
+
+
+def _sliding(x, plans, code, cval, op, dtype, store=None):
     """The lazy result of the sliding-window operation ``op`` (planned per axis
-    by ``plans``) on the float dask array ``x``."""
+    by ``plans``) on the float dask array ``x``; ``store`` is ``(regions, scale)``
+    when ``x`` was read from a store (:func:`_regions`): the tasks then read
+    their slabs from it themselves (:class:`_Source`)."""
     da = _dask()
     from dask.array.overlap import overlap
 
+    meta = np.empty((0,) * x.ndim, dtype=dtype)
+    if store is not None and store[0] is not None:
+        return _from_store(x, *store, plans, code, cval, op, dtype, meta)
     local = _local_plan(x, plans, code)
     if local is not None:  # boundary samples come from the edge chunks themselves
         e, edges = local
-        e_chunks = []  # the chunks of the extended input E that the slabs stand for
-        for c, p in zip(e.chunks, plans):
-            c = list(c)
-            c[0] += p.before
-            c[-1] += max(p.after, 0)
-            e_chunks.append(tuple(c))
+        e_chunks = _slab_chunks(x, plans)
     else:  # extend the whole input once (wrap reads the far edge of the image)
         e, edges = x, None
         for axis, plan in enumerate(plans):
@@ -315,10 +505,8 @@ def _sliding(x, plans, code, cval, op, dtype):
     layout = [_outputs(c, p) for c, p in zip(e_chunks, plans)]
     firsts = tuple(tuple(f) for f, _ in layout)
     counts = tuple(tuple(n) for _, n in layout)
-    return da.map_blocks(
-        _run_block, e, op, tuple(plans), firsts, counts, dtype, edges, cval, chunks=counts,
-        dtype=dtype, meta=np.empty((0,) * x.ndim, dtype=dtype),
-    )
+    return da.map_blocks(_run_block, e, op, tuple(plans), firsts, counts, dtype, edges, cval,
+                         chunks=counts, dtype=dtype, meta=meta)
 
 
 # -- correlate / convolve ---------------------------------------------------------
@@ -351,7 +539,7 @@ def _correlate(x, kernel, flip, mode, boundary, cval, stride, dilation, channel_
             plans[axis] = _Axis(x.shape[axis], 1, 1, 0, x.shape[axis])
     op = functools.partial(_valid_correlate, w=w, stride=stride, dilation=dilation,
                            channel_axis=channel_axis, method=method)
-    return _sliding(xf, plans, code, cval, op, dtype)
+    return _sliding(xf, plans, code, cval, op, dtype, (_regions(x), False))
 
 
 _DASK_NOTE = """
@@ -422,7 +610,7 @@ def _filter(func, image, reach, code, cval, kwargs, *, scale=True):
     ``reach[axis]`` samples either side, beyond the edge through ``code``."""
     xf = _float_image(image, scale=scale)
     op = functools.partial(_crop_filter, func=func, reach=tuple(reach), kwargs=kwargs)
-    return _sliding(xf, _centred(xf, reach), code, cval, op, xf.dtype)
+    return _sliding(xf, _centred(xf, reach), code, cval, op, xf.dtype, (_regions(image), scale))
 
 
 def _image_array(image, ndims=None):
@@ -586,13 +774,12 @@ def unsharp_mask(image, radius=1.0, amount=1.0, preserve_range=False, *, channel
     amount = check_real(amount, "amount")
     radii = _filters._per_axis(radius, "radius", image.ndim, channel_axis)
     reach = _gaussian_reach(radii, 4.0)
-    xf = _float_image(image, scale=not preserve_range)
-    sharp = _filter(_filters.unsharp_mask, xf, reach, 1, 0.0,
+    sharp = _filter(_filters.unsharp_mask, image, reach, 1, 0.0,
                     dict(radius=radius, amount=amount, preserve_range=True,
-                         channel_axis=channel_axis))
+                         channel_axis=channel_axis), scale=not preserve_range)
     if preserve_range:
         return sharp
-    negative = da.any(xf < 0)
+    negative = da.any(_float_image(image, scale=True) < 0)
     return da.map_blocks(_clip, sharp, negative, dtype=sharp.dtype)
 
 
@@ -639,14 +826,25 @@ FILTERS = {
 
 
 # -- chunked storage ----------------------------------------------------------------
-def _read_tiff_block(path, series, level, block_info=None):
-    import tifffile
-    import zarr
+class _TiffRegions:
+    """Regions of one image of a TIFF file, read by opening the file at ``path`` (an
+    open file cannot travel to other processes; a path can)."""
 
-    region = tuple(slice(a, b) for a, b in block_info[None]["array-location"])
-    with tifffile.TiffFile(path) as tif:
-        z = zarr.open(tif.aszarr(series=series, level=level), mode="r")
-        return np.asarray(z[region])
+    def __init__(self, path, series, level, shape, dtype):
+        self.path, self.series, self.level = path, series, level
+        self.shape, self.dtype = shape, dtype
+
+    def __getitem__(self, region):
+        import tifffile
+        import zarr
+
+        with tifffile.TiffFile(self.path) as tif:
+            z = zarr.open(tif.aszarr(series=self.series, level=self.level), mode="r")
+            return np.asarray(z[region])
+
+
+def _read_tiff_block(regions, block_info=None):
+    return regions[tuple(slice(a, b) for a, b in block_info[None]["array-location"])]
 
 
 def imread_tiled(path, *, chunks=None, series=0, level=0):
@@ -701,8 +899,11 @@ def imread_tiled(path, *, chunks=None, series=0, level=0):
                 tile = (page.rowsperstrip or shape[0], shape[1] if len(shape) > 1 else 1)
             chunks = tile[: len(shape)] + shape[2:]
     template = da.empty(shape, dtype=dtype, chunks=chunks)
-    return da.map_blocks(_read_tiff_block, path, series, level, chunks=template.chunks,
-                         dtype=dtype, meta=np.empty((0,) * len(shape), dtype=dtype))
+    regions = _TiffRegions(path, series, level, shape, dtype)
+    x = da.map_blocks(_read_tiff_block, regions, chunks=template.chunks, dtype=dtype,
+                      meta=np.empty((0,) * len(shape), dtype=dtype))
+    x._filtkit_regions = regions  # the filters read their halos from the file too
+    return x
 
 
 # -- networks -------------------------------------------------------------------------

@@ -218,6 +218,95 @@ def test_unsharp_mask_clips_by_the_whole_image():
     _close(got, want)
 
 
+# ----------------------------------------------------------- halos read from the store
+def _zarr(tmp_path, x, chunks, name="in.zarr"):
+    zarr = pytest.importorskip("zarr")
+    z = zarr.open_array(str(tmp_path / name), mode="w", shape=x.shape, chunks=chunks,
+                        dtype=x.dtype)
+    z[...] = x
+    return zarr.open_array(str(tmp_path / name), mode="r")
+
+
+class _Recorder:
+    """A zarr array's regions, recording every read (what a task pulls from storage)."""
+
+    def __init__(self, z):
+        self.z, self.shape, self.dtype, self.chunks, self.reads = z, z.shape, z.dtype, z.chunks, []
+
+    def __getitem__(self, region):
+        self.reads.append(region)
+        return self.z[region]
+
+
+@pytest.mark.parametrize("chunks", [(4, 3), (10, 7)])
+@pytest.mark.parametrize("stride", [1, 3])
+@pytest.mark.parametrize("boundary", BOUNDARIES)
+@pytest.mark.parametrize("mode", MODES)
+def test_store_correlate_equals_in_memory(tmp_path, mode, boundary, stride, chunks):
+    """A zarr array as input: every task reads its slab from the store itself."""
+    x = _image()
+    z = _zarr(tmp_path, x, chunks)
+    w = np.random.default_rng(1).random((5, 4))
+    kw = dict(mode=mode, boundary=boundary, cval=0.75, stride=stride, dilation=(2, 1))
+    got = distributed.correlate(z, w, **kw)
+    assert not any("overlap" in name for name in got.dask.layers)
+    _close(got.compute(), signal.correlate(x, w, **kw))
+
+
+@pytest.mark.parametrize("chunks", [(3, 4), (11, 8)])
+@pytest.mark.parametrize("name", sorted(distributed.FILTERS))
+def test_store_filters_equal_in_memory(tmp_path, name, chunks):
+    """uint8 in storage: the tasks scale it to floats as the in-memory filters do."""
+    x = _image((33, 27), np.uint8)
+    z = _zarr(tmp_path, x, chunks)
+    kw = dict(low_sigma=1.0) if name == "difference_of_gaussians" else {}
+    if name in ("gaussian", "uniform", "sobel", "prewitt", "scharr"):
+        kw["mode"] = "wrap"
+    _close(distributed.FILTERS[name](z, **kw).compute(), FILTERS[name](x, **kw))
+
+
+@pytest.mark.parametrize("mode", BOUNDARIES)
+def test_store_reads_each_stored_chunk_twice(tmp_path, mode):
+    """Each stored chunk is read by its own task and once more for its neighbours' halos
+    (the bands), and every read stays within one stored chunk."""
+    x = _image((40, 36), np.float32)
+    z = _zarr(tmp_path, x, (10, 12))
+    chunked = distributed._as_dask(z, "image")
+    rec = chunked._filtkit_regions = _Recorder(z)
+    got = distributed.gaussian(chunked, sigma=2, mode=mode, cval=0.2).compute()
+    _close(got, signal.gaussian(x, sigma=2, mode=mode, cval=0.2), rtol=1e-5, atol=1e-6)
+    count = np.zeros((4, 3), dtype=int)
+    for r0, r1 in rec.reads:
+        chunk = (r0.start // 10, r1.start // 12)
+        assert (r0.stop - 1) // 10 == chunk[0] and (r1.stop - 1) // 12 == chunk[1]
+        count[chunk] += (r0.stop - r0.start) * (r1.stop - r1.start) == 120  # whole chunk
+    assert (count == 2).all()
+
+
+def test_store_channel_axis_and_depth_sum(tmp_path):
+    x = _image((16, 14, 3))
+    z = _zarr(tmp_path, x, (5, 4, 2))
+    kw = dict(sigma=1.5, mode="mirror", channel_axis=-1)
+    _close(distributed.gaussian(z, **kw).compute(), signal.gaussian(x, **kw))
+    w = np.random.default_rng(2).random((3, 3))
+    kw = dict(boundary="wrap", channel_axis=-1, stride=2)
+    _close(distributed.correlate(z, w, **kw).compute(), signal.correlate(x, w, **kw))
+    w3 = np.random.default_rng(3).random((3, 4, 2))
+    kw = dict(mode="valid", stride=(2, 1, 1), dilation=(1, 2, 1))
+    _close(distributed.correlate(z, w3, **kw).compute(), signal.correlate(x, w3, **kw))
+
+
+def test_store_tiff_uint16(tmp_path):
+    tifffile = pytest.importorskip("tifffile")
+    x = (_image((50, 44)) * 40000).astype(np.uint16)
+    tifffile.imwrite(tmp_path / "tiled.tif", x, tile=(16, 16))
+    chunked = distributed.imread_tiled(tmp_path / "tiled.tif")
+    _close(distributed.gaussian(chunked, sigma=3, mode="reflect").compute(),
+           signal.gaussian(x, sigma=3, mode="reflect"))
+    _close(distributed.unsharp_mask(chunked, radius=2).compute(),
+           signal.unsharp_mask(x, radius=2))
+
+
 # ------------------------------------------------------------------------------ errors
 def test_errors_name_the_parameter():
     x = da.from_array(_image((10, 10)), chunks=5)
@@ -259,15 +348,16 @@ def test_cluster_halo_larger_than_chunks(client, mode):
            rtol=1e-5, atol=1e-6)
 
 
+@pytest.mark.parametrize("source", ["zarr array", "da.from_zarr"])
 @pytest.mark.parametrize("mode", BOUNDARIES)
-def test_cluster_gaussian_zarr_round_trip(client, tmp_path, mode):
-    """Chunked storage in and out: no task ever holds the whole image."""
+def test_cluster_gaussian_zarr_round_trip(client, tmp_path, mode, source):
+    """Chunked storage in and out: no task ever holds the whole image; a zarr array
+    reads its halos from the store, a dask array gets them through dask's overlap."""
     zarr = pytest.importorskip("zarr")
     x = _image((64, 48), np.float32)
-    src = zarr.open_array(str(tmp_path / "in.zarr"), mode="w", shape=x.shape,
-                          chunks=(16, 16), dtype=x.dtype)
-    src[...] = x
-    out = distributed.gaussian(da.from_zarr(str(tmp_path / "in.zarr")), sigma=3, mode=mode)
+    src = _zarr(tmp_path, x, (16, 16))
+    image = src if source == "zarr array" else da.from_zarr(str(tmp_path / "in.zarr"))
+    out = distributed.gaussian(image, sigma=3, mode=mode)
     da.to_zarr(out, str(tmp_path / "out.zarr"), compute=False).compute(scheduler=client)
     got = zarr.open_array(str(tmp_path / "out.zarr"), mode="r")[...]
     _close(got, signal.gaussian(x, sigma=3, mode=mode), rtol=1e-6, atol=1e-6)
