@@ -236,12 +236,13 @@ def table(head, rows):
     return "\n".join([line(head), sep, *(line(r) for r in rows)])
 
 
-def publish(name, parts, summary_lines, elapsed, quick):
+def publish(name, parts, summary_lines, elapsed, quick, *, per_blas=False):
     """Print the report (``parts``, then a Summary section with ``summary_lines`` and the run
-    time) and, unless ``quick``, write it into the ``name`` section of RESULTS.md."""
+    time) and, unless ``quick``, write it into the ``name`` section of RESULTS.md; with
+    ``per_blas`` (a benchmark whose speed is BLAS's) into :func:`results_section`'s."""
     report = "\n".join([*parts, "### Summary", "", "```", *summary_lines,
                         f"total run time {elapsed:.0f} s", "```", ""])
-    section = results_section(name)
+    section = results_section(name) if per_blas else name
     if section != name:  # say it in the title too
         title, rest = report.split("\n", 1)
         report = f"{title} ({section[len(name) + 1:]})\n{rest}"

@@ -795,7 +795,8 @@ runs = filtkit/torch timed calls. See the docstring of benchmarks/bench_cnn.py f
               "RSS after imports, data, model "
               "and one warm-up step on 2 samples (peak reset before the steps); held = RSS "
               "growth still held after the steps.", ""]
-    publish("bench_cnn", parts, summary(cfg, facts, mems, first), elapsed, cfg.quick)
+    publish("bench_cnn", parts, summary(cfg, facts, mems, first), elapsed, cfg.quick,
+            per_blas=True)
 
 
 if __name__ == "__main__":
