@@ -148,12 +148,12 @@ class _Source:
     image the in-memory function would see, boundary samples included.
 
     Each output chunk's task reads its own input chunk(s) from the store; the
-    halo samples that lie in other stored chunks come from small *bands*: the
-    samples within the reach of each face of a stored chunk, cut out by one
-    task per stored chunk that reads it once more.  No chunk waits in memory
-    for its neighbours' tasks (the wavefront that ``dask.array.overlap``
-    holds) and no chunk travels between workers, at the price of reading
-    each chunk twice.
+    halo samples that lie in other stored chunks come from *bands*, the
+    samples within the reach of each face of a stored chunk, which one task
+    per stored chunk reads once more and cuts into exactly the pieces its
+    neighbours need.  No chunk waits in memory for its neighbours' tasks (the
+    wavefront that ``dask.array.overlap`` holds) and no chunk travels between
+    workers, at the price of reading each chunk twice.
     """
 
     def __init__(self, regions, grid, scale, dtype, reach):
@@ -164,9 +164,10 @@ class _Source:
     def pieces(self, ranges, own, code):
         """The slab over ``ranges`` (per axis ``(lo, hi)`` in input coordinates, beyond
         the image too): per axis the boundary index map and its sorted unique source
-        indices, and the pieces to fill, ``(src, dst, chunk)`` with ``chunk`` None for
-        a piece inside ``own`` (this task's input range), else the index of the stored
-        chunk whose bands hold it."""
+        indices, and the pieces to fill, ``(src, dst, band)``: ``band`` is None for a
+        piece inside ``own`` (this task's input range), else ``(chunk, axis, side,
+        local)``, where in the bands of that stored chunk the piece lies
+        (:meth:`bands`)."""
         maps, uniq, runs = [], [], []
         for (lo, hi), n, edges in zip(ranges, self.regions.shape, self.grid):
             before, after = max(0, -lo), max(0, hi - n)
@@ -182,10 +183,26 @@ class _Source:
             src = tuple(slice(int(u[p[0]]), int(u[p[-1]]) + 1) for u, p in zip(uniq, combo))
             dst = tuple(slice(int(p[0]), int(p[-1]) + 1) for p in combo)
             inside = all(o0 <= q.start and q.stop <= o1 for (o0, o1), q in zip(own, src))
-            chunk = None if inside else tuple(
-                int(np.searchsorted(e, q.start, side="right")) - 1 for e, q in zip(self.grid, src))
-            pieces.append((src, dst, chunk))
+            pieces.append((src, dst, None if inside else self._band_of(src)))
         return maps, uniq, pieces
+
+    def _band_of(self, src):
+        """``(chunk, axis, side, local)``: the stored chunk holding the piece ``src``, the
+        band (``side`` 0: its first ``reach[axis]`` samples along ``axis``, 1: its last)
+        that holds the piece, and the piece's slices within that band."""
+        chunk = tuple(int(np.searchsorted(e, q.start, side="right")) - 1
+                      for e, q in zip(self.grid, src))
+        start = [int(e[i]) for e, i in zip(self.grid, chunk)]
+        for axis, r in enumerate(self.reach):
+            q, stop = src[axis], int(self.grid[axis][chunk[axis] + 1])
+            local = [slice(p.start - s, p.stop - s) for p, s in zip(src, start)]
+            if q.stop <= start[axis] + r:
+                return chunk, axis, 0, tuple(local)
+            first = max(start[axis], stop - r)
+            if q.start >= first:
+                local[axis] = slice(q.start - first, q.stop - first)
+                return chunk, axis, 1, tuple(local)
+        raise AssertionError(f"piece {src} is not within reach of chunk {chunk}'s faces")
 
     def bands(self, chunk):
         """One stored chunk's bands: per axis its first and last ``reach[axis]`` samples
@@ -196,36 +213,21 @@ class _Source:
         for axis, r in enumerate(self.reach):
             n = block.shape[axis]
             cut = (slice(None),) * axis
-            out.append((block[cut + (slice(0, min(r, n)),)].copy(),
+            out.append((block[cut + (slice(0, min(r, n)),)].copy(),  # the chunk is freed
                         block[cut + (slice(max(0, n - r), n),)].copy()))
         return out
 
-    def _from_bands(self, bands, chunk, src):
-        """The piece ``src`` of stored chunk ``chunk``, out of its bands."""
-        start = [int(e[i]) for e, i in zip(self.grid, chunk)]
-        stop = [int(e[i + 1]) for e, i in zip(self.grid, chunk)]
-        for axis, r in enumerate(self.reach):
-            q = src[axis]
-            local = [slice(p.start - s, p.stop - s) for p, s in zip(src, start)]
-            if q.stop <= start[axis] + r:
-                return bands[axis][0][tuple(local)]
-            lo = max(start[axis], stop[axis] - r)
-            if q.start >= lo:
-                local[axis] = slice(q.start - lo, q.stop - lo)
-                return bands[axis][1][tuple(local)]
-        raise AssertionError(f"piece {src} is not within reach of chunk {chunk}'s faces")
-
-    def slab(self, ranges, own, code, cval, bands):
-        """The boundary-extended input over ``ranges``; ``bands`` maps the stored chunks
-        that :meth:`pieces` names to their :meth:`bands`."""
-        maps, uniq, pieces = self.pieces(ranges, own, code)
+    def slab(self, ranges, own, code, cval, pieces):
+        """The boundary-extended input over ``ranges``; ``pieces`` maps the foreign
+        pieces that :meth:`pieces` names (by their ``src``) to their values."""
+        maps, uniq, plan = self.pieces(ranges, own, code)
         slots = [int((m < 0).any()) for m in maps]  # one more sample for cval
         compact = np.empty(tuple(len(u) + c for u, c in zip(uniq, slots)), dtype=self.dtype)
-        for src, dst, chunk in pieces:
-            if chunk is None:
+        for src, dst, band in plan:
+            if band is None:
                 _read_into(self.regions, src, compact[dst], self.scale)
             else:
-                compact[dst] = self._from_bands(bands[chunk], chunk, src)
+                compact[dst] = pieces[_key(src)]
         for axis, (u, c) in enumerate(zip(uniq, slots)):
             if c:
                 compact[(slice(None),) * axis + (len(u),)] = cval
@@ -234,6 +236,16 @@ class _Source:
                for p, u in zip(pos, uniq)):  # inside the image: the slab is compact itself
             return compact
         return compact[np.ix_(*pos)]
+
+
+def _key(src):
+    """A piece's slices as a hashable key."""
+    return tuple((q.start, q.stop) for q in src)
+
+
+def _cut_piece(bands, axis, side, local):
+    """One piece of a stored chunk's bands, copied (so the bands can be freed)."""
+    return bands[axis][side][local].copy()
 
 
 def _read_into(regions, src, dst, scale):
@@ -433,48 +445,71 @@ def _local_plan(x, plans, code):
     return x.rechunk(tuple(chunks)), tuple(edges)
 
 
-def _store_block(source, op, ranges, own, code, cval, bands):
-    """One output chunk of the storage path: its slab from the store and the bands of the
-    stored chunks around it, then ``op``."""
-    slab = source.slab(ranges, own, code, cval, bands)
+def _pack(pieces, ndim):
+    """The halo pieces one output chunk needs, as the single element of an object array
+    (one block of the array that :func:`_from_store` maps over)."""
+    box = np.empty((1,) * ndim, dtype=object)
+    box.flat[0] = pieces
+    return box
+
+
+def _store_block(box, source, op, plans, starts, counts, own_edges, code, cval,
+                 block_id=None):
+    """One output chunk of the storage path: its slab from the store and the halo pieces
+    cut from the stored chunks around it (``box``), then ``op``."""
+    shape = tuple(c[k] for c, k in zip(counts, block_id))
+    if 0 in shape:
+        return np.empty(shape, dtype=source.dtype)
+    ranges, own = [], []
+    for plan, s, n, e, k in zip(plans, starts, shape, own_edges, block_id):
+        o = s[k]
+        ranges.append((o * plan.stride - plan.before, (o + n - 1) * plan.stride + plan.keff
+                       - plan.before))
+        own.append((int(e[k]), int(e[k + 1])))
+    slab = source.slab(ranges, own, code, cval, box.flat[0])
     with _one_numba_thread():
         return op(slab)
 
 
 def _from_store(x, regions, scale, plans, code, cval, op, dtype, meta):
-    """:func:`_sliding` for an ``x`` read from ``regions`` (see :class:`_Source`)."""
+    """:func:`_sliding` for an ``x`` read from ``regions`` (see :class:`_Source`): a
+    map over an array with one element per output chunk, the halo pieces that chunk
+    needs (so that a ``to_zarr`` after it fuses with it into one task per chunk)."""
     import dask
 
     da = _dask()
     e_chunks = _slab_chunks(x, plans)
-    counts = [_outputs(c, p)[1] for c, p in zip(e_chunks, plans)]
+    counts = tuple(tuple(_outputs(c, p)[1]) for c, p in zip(e_chunks, plans))
+    starts = tuple(tuple(int(v) for v in np.cumsum((0,) + c[:-1])) for c in counts)
     own_edges = []  # per axis the input range each output chunk owns
     for c, p in zip(e_chunks, plans):
         c = list(c)
         c[0] -= p.before
         c[-1] = p.n - sum(c[:-1])  # the last one owns the (possibly uncut) tail
-        own_edges.append(np.cumsum([0] + c))
+        own_edges.append(tuple(int(v) for v in np.cumsum([0] + c)))
     grid = tuple(np.cumsum((0,) + c) for c in x.chunks)
     source = _Source(regions, grid, scale, dtype, tuple(max(p.depth) for p in plans))
     read_bands = dask.delayed(source.bands, pure=False)  # (no hashing of the store)
-    bands, blocks = {}, np.empty(tuple(len(c) for c in counts), dtype=object)
+    cut = dask.delayed(_cut_piece, pure=False)
+    bands, boxes = {}, np.empty(tuple(len(c) for c in counts), dtype=object)
     for k in itertools.product(*(range(len(c)) for c in counts)):
-        shape = tuple(c[i] for c, i in zip(counts, k))
-        if 0 in shape:
-            blocks[k] = da.empty(shape, dtype=dtype, chunks=shape)
-            continue
-        o0 = [sum(c[:i]) for c, i in zip(counts, k)]
-        ranges = tuple((o * p.stride - p.before, (o + n - 1) * p.stride + p.keff - p.before)
-                       for o, n, p in zip(o0, shape, plans))
-        own = tuple((int(e[i]), int(e[i + 1])) for e, i in zip(own_edges, k))
-        need = {c for _, _, c in source.pieces(ranges, own, code)[2] if c is not None}
-        for c in need:
-            if c not in bands:
-                bands[c] = read_bands(c)
-        task = dask.delayed(_store_block, pure=False)(
-            source, op, ranges, own, code, cval, {c: bands[c] for c in need})
-        blocks[k] = da.from_delayed(task, shape, dtype=dtype, meta=meta)
-    return da.block(blocks.tolist())
+        need = {}
+        if all(c[i] for c, i in zip(counts, k)):
+            ranges = [(s[i] * p.stride - p.before,
+                       (s[i] + c[i] - 1) * p.stride + p.keff - p.before)
+                      for s, c, i, p in zip(starts, counts, k, plans)]
+            own = [(e[i], e[i + 1]) for e, i in zip(own_edges, k)]
+            for src, _, band in source.pieces(ranges, own, code)[2]:
+                if band is not None:
+                    chunk, axis, side, local = band
+                    if chunk not in bands:
+                        bands[chunk] = read_bands(chunk)
+                    need[_key(src)] = cut(bands[chunk], axis, side, local)
+        packed = dask.delayed(_pack, pure=False)(need, x.ndim)
+        boxes[k] = da.from_delayed(packed, (1,) * x.ndim, dtype=object)
+    return da.map_blocks(_store_block, da.block(boxes.tolist()), source, op, tuple(plans),
+                         starts, counts, tuple(own_edges), code, cval, chunks=counts,
+                         dtype=dtype, meta=meta)
 
 
 def _sliding(x, plans, code, cval, op, dtype, store=None):

@@ -283,6 +283,27 @@ def test_store_reads_each_stored_chunk_twice(tmp_path, mode):
     assert (count == 2).all()
 
 
+def test_store_single_chunk_and_graph(tmp_path):
+    """One stored chunk: no bands; several: one band task per stored chunk, and a
+    ``to_zarr`` after the filter fuses with it (one task per chunk reads, filters and
+    writes)."""
+    x = _image((20, 18), np.float32)
+    _close(distributed.sobel(_zarr(tmp_path, x, (20, 18)), mode="wrap").compute(),
+           signal.sobel(x, mode="wrap"), rtol=1e-6, atol=1e-6)
+    z = _zarr(tmp_path, x, (10, 9), "four.zarr")
+    out = distributed.gaussian(z, sigma=1, mode="mirror")
+    def names(graph):
+        return [(k if isinstance(k, str) else k[0]).split("-")[0] for k in dict(graph)]
+
+    assert names(out.dask).count("bands") == 4
+    store = da.to_zarr(out, str(tmp_path / "out.zarr"), compute=False)
+    (opt,) = dask.optimize(store)
+    assert "_store_block" in names(out.dask) and "_store_block" not in names(opt.dask)
+    store.compute()
+    got = pytest.importorskip("zarr").open_array(str(tmp_path / "out.zarr"), mode="r")[...]
+    _close(got, signal.gaussian(x, sigma=1, mode="mirror"), rtol=1e-6, atol=1e-6)
+
+
 def test_store_channel_axis_and_depth_sum(tmp_path):
     x = _image((16, 14, 3))
     z = _zarr(tmp_path, x, (5, 4, 2))
