@@ -52,6 +52,16 @@ Examples
 >>> bool(np.allclose(blurred.compute(), signal.gaussian(img, sigma=3, mode="wrap"),
 ...                  rtol=1e-5, atol=1e-6))
 True
+
+A zarr array itself (not ``da.from_zarr``): the tasks read from the store.
+
+>>> import os, tempfile, zarr
+>>> path = os.path.join(tempfile.mkdtemp(), "img.zarr")
+>>> zarr.open_array(path, mode="w", shape=img.shape, chunks=(16, 16), dtype=img.dtype)[...] = img
+>>> stored = zarr.open_array(path, mode="r")
+>>> bool(np.allclose(distributed.gaussian(stored, sigma=3, mode="wrap").compute(),
+...                  signal.gaussian(img, sigma=3, mode="wrap"), rtol=1e-5, atol=1e-6))
+True
 """
 
 import contextlib
@@ -888,7 +898,9 @@ def imread_tiled(path, *, chunks=None, series=0, level=0):
     Unlike ``da.from_zarr(tifffile.imread(path, aszarr=True))``, whose open
     file cannot travel to other processes, every task here opens the file
     by its path, so it works on a dask.distributed cluster as on threads;
-    the file must be readable at ``path`` on every worker.
+    the file must be readable at ``path`` on every worker.  The filters of
+    this module read their halos from the file too (as for a zarr array),
+    so no chunk waits in memory for its neighbours.
 
     Parameters
     ----------
