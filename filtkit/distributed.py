@@ -253,6 +253,10 @@ def _key(src):
     return tuple((q.start, q.stop) for q in src)
 
 
+def _read_bands(source, chunk):
+    return source.bands(chunk)
+
+
 def _cut_piece(bands, axis, side, local):
     """One piece of a stored chunk's bands, copied (so the bands can be freed)."""
     return bands[axis][side][local].copy()
@@ -499,7 +503,10 @@ def _from_store(x, regions, scale, plans, code, cval, op, dtype, meta):
         own_edges.append(tuple(int(v) for v in np.cumsum([0] + c)))
     grid = tuple(np.cumsum((0,) + c) for c in x.chunks)
     source = _Source(regions, grid, scale, dtype, tuple(max(p.depth) for p in plans))
-    read_bands = dask.delayed(source.bands, pure=False)  # (no hashing of the store)
+    # the source (and with it the store's handle) is one key of the graph, sent to each
+    # worker once rather than with every task; pure=False: no hashing of the store
+    held = dask.delayed(source, pure=False)
+    read_bands = dask.delayed(_read_bands, pure=False)
     cut = dask.delayed(_cut_piece, pure=False)
     bands, boxes = {}, np.empty(tuple(len(c) for c in counts), dtype=object)
     for k in itertools.product(*(range(len(c)) for c in counts)):
@@ -513,11 +520,11 @@ def _from_store(x, regions, scale, plans, code, cval, op, dtype, meta):
                 if band is not None:
                     chunk, axis, side, local = band
                     if chunk not in bands:
-                        bands[chunk] = read_bands(chunk)
+                        bands[chunk] = read_bands(held, chunk)
                     need[_key(src)] = cut(bands[chunk], axis, side, local)
         packed = dask.delayed(_pack, pure=False)(need, x.ndim)
         boxes[k] = da.from_delayed(packed, (1,) * x.ndim, dtype=object)
-    return da.map_blocks(_store_block, da.block(boxes.tolist()), source, op, tuple(plans),
+    return da.map_blocks(_store_block, da.block(boxes.tolist()), held, op, tuple(plans),
                          starts, counts, tuple(own_edges), code, cval, chunks=counts,
                          dtype=dtype, meta=meta)
 

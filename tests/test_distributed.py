@@ -295,7 +295,7 @@ def test_store_single_chunk_and_graph(tmp_path):
     def names(graph):
         return [(k if isinstance(k, str) else k[0]).split("-")[0] for k in dict(graph)]
 
-    assert names(out.dask).count("bands") == 4
+    assert names(out.dask).count("_read_bands") == 4 and names(out.dask).count("_Source") == 1
     store = da.to_zarr(out, str(tmp_path / "out.zarr"), compute=False)
     (opt,) = dask.optimize(store)
     assert "_store_block" in names(out.dask) and "_store_block" not in names(opt.dask)
