@@ -192,14 +192,19 @@ class _Source:
         for combo in itertools.product(*runs):
             src = tuple(slice(int(u[p[0]]), int(u[p[-1]]) + 1) for u, p in zip(uniq, combo))
             dst = tuple(slice(int(p[0]), int(p[-1]) + 1) for p in combo)
-            inside = all(o0 <= q.start and q.stop <= o1 for (o0, o1), q in zip(own, src))
-            pieces.append((src, dst, None if inside else self._band_of(src)))
+            if all(o0 <= q.start and q.stop <= o1 for (o0, o1), q in zip(own, src)):
+                pieces.append((src, dst, None))
+            else:
+                pieces += self._foreign(src, dst)
         return maps, uniq, pieces
 
-    def _band_of(self, src):
-        """``(chunk, axis, side, local)``: the stored chunk holding the piece ``src``, the
-        band (``side`` 0: its first ``reach[axis]`` samples along ``axis``, 1: its last)
-        that holds the piece, and the piece's slices within that band."""
+    def _foreign(self, src, dst):
+        """The piece ``src`` of another stored chunk as ``(src, dst, band)`` pieces, each
+        within one of that chunk's bands: ``band`` is ``(chunk, axis, side, local)``,
+        ``side`` 0 for its first ``reach[axis]`` samples along ``axis``, 1 for its last,
+        ``local`` the piece's slices within that band.  With ``wrap`` a slab can need
+        both ends of a chunk no longer than twice the reach, in one run: it is split
+        where the first band ends."""
         chunk = tuple(int(np.searchsorted(e, q.start, side="right")) - 1
                       for e, q in zip(self.grid, src))
         start = [int(e[i]) for e, i in zip(self.grid, chunk)]
@@ -207,11 +212,22 @@ class _Source:
             q, stop = src[axis], int(self.grid[axis][chunk[axis] + 1])
             local = [slice(p.start - s, p.stop - s) for p, s in zip(src, start)]
             if q.stop <= start[axis] + r:
-                return chunk, axis, 0, tuple(local)
+                return [(src, dst, (chunk, axis, 0, tuple(local)))]
             first = max(start[axis], stop - r)
             if q.start >= first:
                 local[axis] = slice(q.start - first, q.stop - first)
-                return chunk, axis, 1, tuple(local)
+                return [(src, dst, (chunk, axis, 1, tuple(local)))]
+        for axis, r in enumerate(self.reach):
+            q, cut = src[axis], start[axis] + r
+            if r and q.start < cut < q.stop:
+                n = cut - q.start  # samples before the cut
+
+                def split(piece, a, b, axis=axis):
+                    return piece[:axis] + (slice(a, b),) + piece[axis + 1:]
+
+                d = dst[axis]
+                return (self._foreign(split(src, q.start, cut), split(dst, d.start, d.start + n))
+                        + self._foreign(split(src, cut, q.stop), split(dst, d.start + n, d.stop)))
         raise AssertionError(f"piece {src} is not within reach of chunk {chunk}'s faces")
 
     def bands(self, chunk):

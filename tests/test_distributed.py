@@ -283,6 +283,20 @@ def test_store_reads_each_stored_chunk_twice(tmp_path, mode):
     assert (count == 2).all()
 
 
+def test_store_wrap_needs_both_ends_of_a_short_chunk(tmp_path):
+    """With two chunks and wrap, a slab reads both ends of the other chunk, which here is
+    no longer than twice the reach: the piece is cut from both of its bands."""
+    x = _image((8,))
+    w = np.random.default_rng(4).random(3)
+    for mode in MODES:
+        kw = dict(mode=mode, boundary="wrap")
+        _close(distributed.correlate(_zarr(tmp_path, x, (4,), mode + ".zarr"), w, **kw)
+               .compute(), signal.correlate(x, w, **kw))
+    y = _image((40, 36), np.float32)
+    _close(distributed.gaussian(_zarr(tmp_path, y, (16, 16)), sigma=2, mode="wrap").compute(),
+           signal.gaussian(y, sigma=2, mode="wrap"), rtol=1e-5, atol=1e-6)
+
+
 def test_store_single_chunk_and_graph(tmp_path):
     """One stored chunk: no bands; several: one band task per stored chunk, and a
     ``to_zarr`` after the filter fuses with it (one task per chunk reads, filters and
