@@ -270,6 +270,8 @@ def _key(src):
 
 
 def _read_bands(source, chunk):
+    """:meth:`_Source.bands` as a function, so that a task names ``source`` as a graph key
+    (sent to a worker once) rather than carrying it in a bound method."""
     return source.bands(chunk)
 
 
@@ -435,13 +437,19 @@ def _merge_small(chunks, need):
     return tuple(merged)
 
 
+def _read_chunks(x, plans):
+    """Per axis ``x``'s own chunks without the unread tail, those shorter than the
+    overlap merged: the input each slab stands for."""
+    return [_merge_small(_cut(x, axis, plan).chunks[axis], max(plan.depth))
+            for axis, plan in enumerate(plans)]
+
+
 def _slab_chunks(x, plans):
-    """The chunks of the extended input ``E`` that the slabs stand for: ``x``'s own
-    chunks without the unread tail, those shorter than the overlap merged, the
-    boundary samples joined to the first and last."""
+    """The chunks of the extended input ``E`` that the slabs stand for: those of
+    :func:`_read_chunks`, the boundary samples joined to the first and last."""
     e_chunks = []
-    for axis, plan in enumerate(plans):
-        c = list(_merge_small(_cut(x, axis, plan).chunks[axis], max(plan.depth)))
+    for c, plan in zip(_read_chunks(x, plans), plans):
+        c = list(c)
         c[0] += plan.before
         c[-1] += max(plan.after, 0)
         e_chunks.append(tuple(c))
@@ -455,11 +463,11 @@ def _local_plan(x, plans, code):
     where the whole input is extended instead."""
     if code == BOUNDARY_CODES["wrap"]:
         return None
+    read = _read_chunks(x, plans)
     for axis, plan in enumerate(plans):
         x = _cut(x, axis, plan)
     chunks, edges = [], []
-    for axis, plan in enumerate(plans):
-        c = _merge_small(x.chunks[axis], max(plan.depth))
+    for c, plan in zip(read, plans):
         idx = cpu.boundary_index(plan.n, plan.before, max(plan.after, 0), code)
         pre = idx[:plan.before] if plan.before else None
         post = idx[plan.before + plan.n:] if plan.after > 0 else None
@@ -483,6 +491,14 @@ def _pack(pieces, ndim):
     return box
 
 
+def _window(plans, starts, counts, own_edges, k):
+    """Output chunk ``k``'s slab, per axis ``(lo, hi)`` in input coordinates, and the
+    input range it owns."""
+    ranges = [(s[i] * p.stride - p.before, (s[i] + c[i] - 1) * p.stride + p.keff - p.before)
+              for s, c, i, p in zip(starts, counts, k, plans)]
+    return ranges, [(e[i], e[i + 1]) for e, i in zip(own_edges, k)]
+
+
 def _store_block(box, source, op, plans, starts, counts, own_edges, code, cval,
                  block_id=None):
     """One output chunk of the storage path: its slab from the store and the halo pieces
@@ -490,12 +506,7 @@ def _store_block(box, source, op, plans, starts, counts, own_edges, code, cval,
     shape = tuple(c[k] for c, k in zip(counts, block_id))
     if 0 in shape:
         return np.empty(shape, dtype=source.dtype)
-    ranges, own = [], []
-    for plan, s, n, e, k in zip(plans, starts, shape, own_edges, block_id):
-        o = s[k]
-        ranges.append((o * plan.stride - plan.before, (o + n - 1) * plan.stride + plan.keff
-                       - plan.before))
-        own.append((int(e[k]), int(e[k + 1])))
+    ranges, own = _window(plans, starts, counts, own_edges, block_id)
     slab = source.slab(ranges, own, code, cval, box.flat[0])
     with _one_numba_thread():
         return op(slab)
@@ -528,10 +539,7 @@ def _from_store(x, regions, scale, plans, code, cval, op, dtype, meta):
     for k in itertools.product(*(range(len(c)) for c in counts)):
         need = {}
         if all(c[i] for c, i in zip(counts, k)):
-            ranges = [(s[i] * p.stride - p.before,
-                       (s[i] + c[i] - 1) * p.stride + p.keff - p.before)
-                      for s, c, i, p in zip(starts, counts, k, plans)]
-            own = [(e[i], e[i + 1]) for e, i in zip(own_edges, k)]
+            ranges, own = _window(plans, starts, counts, own_edges, k)
             for src, _, band in source.pieces(ranges, own, code)[2]:
                 if band is not None:
                     chunk, axis, side, local = band
