@@ -923,6 +923,16 @@ def _adam_element(theta, g, m, v, weight_decay, w1, small, one, beta2, one_minus
 STEP_CHUNK = 16384
 
 
+def _split_step(serial, chunked, args, n):
+    """An optimizer step over ``n`` elements: ``serial(*args, 0, n)`` in this thread up to
+    :data:`STEP_CHUNK` elements, else ``chunked(*args, chunk)`` with one even chunk per
+    Numba thread (at least ``STEP_CHUNK`` long)."""
+    if n <= STEP_CHUNK:
+        serial(*args, 0, n)
+    else:
+        chunked(*args, max(STEP_CHUNK, -(-n // get_num_threads())))
+
+
 def adam_update(theta, g, m, v, weight_decay, w1, beta2, one_minus_beta2, neg_step_size,
                 sqrt_bc2, eps):
     """One Adam step on flat arrays, in place, with torch's operation order.
@@ -937,11 +947,7 @@ def adam_update(theta, g, m, v, weight_decay, w1, beta2, one_minus_beta2, neg_st
     """
     args = (theta, g, m, v, weight_decay, w1, beta2, one_minus_beta2, neg_step_size,
             sqrt_bc2, eps)
-    n = theta.shape[0]
-    if n <= STEP_CHUNK:
-        _adam_range(*args, 0, n)
-    else:
-        _adam_chunks(*args, max(STEP_CHUNK, -(-n // get_num_threads())))
+    _split_step(_adam_range, _adam_chunks, args, theta.shape[0])
 
 
 @njit(cache=CACHE)  # no fastmath: every operation rounds as numpy's
@@ -999,11 +1005,7 @@ def sgd_update(theta, g, buf, weight_decay, momentum, one_minus_dampening, neg_l
     """
     args = (theta, g, buf, weight_decay, momentum, one_minus_dampening, neg_lr, nesterov,
             first)
-    n = theta.shape[0]
-    if n <= STEP_CHUNK:
-        _sgd_range(*args, 0, n)
-    else:
-        _sgd_chunks(*args, max(STEP_CHUNK, -(-n // get_num_threads())))
+    _split_step(_sgd_range, _sgd_chunks, args, theta.shape[0])
 
 
 @njit(cache=CACHE)  # no fastmath: every operation rounds as numpy's
