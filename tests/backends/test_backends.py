@@ -354,6 +354,19 @@ def test_relu_and_its_gradient(rng, backend, dtype, slope):
     np.testing.assert_array_equal(dx, expected)
 
 
+def _step_check(backend, dtype):
+    """Equality for an optimizer step against numpy: exact on the CPU (compiled without
+    FMA contraction, so numpy's rounding), within a few units in the last place on the
+    GPU (the CUDA compiler fuses multiply-adds)."""
+    if backend is cpu:
+        return np.testing.assert_array_equal
+    eps_t = np.finfo(dtype).eps
+
+    def check(a, b):
+        np.testing.assert_allclose(a, b, rtol=8 * eps_t, atol=8 * eps_t * np.abs(b).max())
+    return check
+
+
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 @pytest.mark.parametrize("weight_decay,beta1", [(0.0, 0.9), (0.01, 0.3)])
 def test_adam_update_rounds_as_numpy(rng, backend, dtype, weight_decay, beta1):
@@ -373,13 +386,7 @@ def test_adam_update_rounds_as_numpy(rng, backend, dtype, weight_decay, beta1):
     theta_ref = theta + (t(-lr / bc1) * m_ref) / (np.sqrt(v_ref) / t(bc2**0.5) + t(eps))
     backend.adam_update(theta, g, m, v, t(weight_decay), w1, t(beta2), t(1 - beta2),
                         t(-lr / bc1), t(bc2**0.5), t(eps))
-    if backend is cpu:  # compiled without FMA contraction: numpy's rounding exactly
-        check = np.testing.assert_array_equal
-    else:  # the CUDA compiler fuses multiply-adds: a few units in the last place
-        eps_t = np.finfo(dtype).eps
-
-        def check(a, b):
-            np.testing.assert_allclose(a, b, rtol=8 * eps_t, atol=8 * eps_t * np.abs(b).max())
+    check = _step_check(backend, dtype)
     check(m, m_ref)
     check(v, v_ref)
     check(theta, theta_ref)
@@ -631,13 +638,7 @@ def test_sgd_update_rounds_as_numpy(rng, backend, dtype, weight_decay, momentum,
         backend.sgd_update(theta, g, buf, t(weight_decay), t(momentum),
                            t(1 - dampening), t(-lr), nesterov, step == 0)
         np.testing.assert_array_equal(g, g0)
-    if backend is cpu:
-        check = np.testing.assert_array_equal
-    else:  # the CUDA compiler fuses multiply-adds: a few units in the last place
-        eps_t = np.finfo(dtype).eps
-
-        def check(a, b):
-            np.testing.assert_allclose(a, b, rtol=8 * eps_t, atol=8 * eps_t * np.abs(b).max())
+    check = _step_check(backend, dtype)
     check(theta, ref_theta)
     if momentum:
         check(buf, ref_buf)
