@@ -238,26 +238,26 @@ def table(head, rows):
 
 def publish(name, parts, summary_lines, elapsed, quick, *, per_blas=False):
     """Print the report (``parts``, then a Summary section with ``summary_lines`` and the run
-    time) and, unless ``quick``, write it into the ``name`` section of RESULTS.md; with
-    ``per_blas`` (a benchmark whose speed is BLAS's) into :func:`results_section`'s."""
+    time) and, unless ``quick``, write it into the ``name`` section of RESULTS.md.
+
+    With ``per_blas`` (a benchmark whose speed is BLAS's) a run under a forced
+    ``OPENBLAS_CORETYPE`` (this machine's default environment sets it) goes to a section
+    of its own, named and titled after it, so runs with the forced and with OpenBLAS's
+    own kernels are kept side by side.
+    """
     report = "\n".join([*parts, "### Summary", "", "```", *summary_lines,
                         f"total run time {elapsed:.0f} s", "```", ""])
-    section = results_section(name) if per_blas else name
-    if section != name:  # say it in the title too
+    forced = os.environ.get("OPENBLAS_CORETYPE") if per_blas else None
+    section = name
+    if forced:
+        tag = f"OPENBLAS_CORETYPE={forced}"
+        section = f"{name} {tag}"
         title, rest = report.split("\n", 1)
-        report = f"{title} ({section[len(name) + 1:]})\n{rest}"
+        report = f"{title} ({tag})\n{rest}"
     print(report)
     if not quick:
         write_results(section, report)
         progress(f"wrote {RESULTS.relative_to(ROOT)}")
-
-
-def results_section(name):
-    """The RESULTS.md section of benchmark ``name``: its own name, with the forced OpenBLAS
-    kernel appended when OPENBLAS_CORETYPE is set (this machine's default environment sets
-    it), so runs with the forced and with OpenBLAS's own kernels are kept side by side."""
-    forced = os.environ.get("OPENBLAS_CORETYPE")
-    return f"{name} OPENBLAS_CORETYPE={forced}" if forced else name
 
 
 def write_results(name, text):
