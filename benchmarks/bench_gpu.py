@@ -2,21 +2,33 @@
 
 Run on a machine with an NVIDIA GPU, CuPy and torch, from the repository root::
 
-    python benchmarks/bench_gpu.py                  # prints the table
-    python benchmarks/bench_gpu.py --md FILE        # also writes it as markdown to FILE
+    python benchmarks/bench_gpu.py                  # prints the tables
+    python benchmarks/bench_gpu.py --md FILE        # also writes them as markdown to FILE
+    python benchmarks/bench_gpu.py --sweep          # also times the tile shapes
 
 First checks that the GPU results equal the CPU backend's on small random
-arrays (every boundary mode, stride and dilation; relative 1e-5), then times
-float32 correlations of 4096² and 8192² images with random 3x3 ... 15x15
-kernels (constant boundary, zero padding: torch's conv2d computes the same),
-and Gaussian filters (sigma 1, 3, 8; 'nearest' boundary, truncate 4) against
-cupyx.scipy.ndimage.  filtkit takes and returns device arrays through the
-public ``filtkit.signal.correlate`` (validation and kernel upload included).
-Times are medians of CUDA-synchronised wall-clock runs after a warm-up; ratios
-are peer time / filtkit time (above 1 = filtkit faster).  Bandwidth is
-(input + output bytes) / time against a measured device-to-device copy.
-Not yet here: Sobel and the CNN training steps (the layers do not run on the
-GPU yet).
+arrays (every boundary mode, stride and dilation, the direct and the separable
+path; relative 1e-5), then times, on 4096² and 8192² float32 images:
+
+- correlations with random 3x3 ... 15x15 kernels (constant boundary, zero
+  padding: torch's conv2d computes the same) against cupyx.scipy.ndimage and
+  torch's conv2d;
+- Gaussian filters (sigma 1, 3, 8; 'nearest' boundary, truncate 4) against
+  cupyx.scipy.ndimage.gaussian_filter;
+- scikit-image's Sobel magnitude (``filtkit.signal.sobel``, 'reflect') against
+  the same formula from cupyx's sobel (two passes, hypot / sqrt 2).
+
+filtkit takes and returns device arrays through its public functions
+(validation and kernel upload included).  Times are medians of CUDA-synchronised
+wall-clock runs after a warm-up (the warm-up, with any compilation, is reported
+as "first call"); ratios are peer time / filtkit time (above 1 = filtkit
+faster).  Bandwidth is (input + output bytes) / time against a measured
+device-to-device copy.
+
+Then one training step (forward, cross-entropy, backward, Adam step, the loss
+read back to the host as ``fit`` reads it) of filtkit's LeNet-5 and convnet on
+the GPU against the same network in torch on CUDA (cuDNN), batches 64 and 256,
+the batch already on the device in both.
 """
 
 import argparse
@@ -28,13 +40,15 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import cupy as cp  # noqa: E402
 import torch  # noqa: E402
 from cupyx.scipy import ndimage as cndi  # noqa: E402
 from numba import cuda  # noqa: E402
 
-from filtkit import signal  # noqa: E402
+from filtkit import cnn, signal  # noqa: E402
+from filtkit.backends import cuda as cuda_backend  # noqa: E402
 from filtkit.signal import kernels  # noqa: E402
 
 
@@ -45,21 +59,24 @@ def sync():
 
 
 def timed(f, reps=30):
+    """(median of ``reps`` synchronised runs, the first call's time)."""
+    t0 = time.perf_counter()
     f()
     sync()
+    first = time.perf_counter() - t0
     ts = []
     for _ in range(reps):
         t0 = time.perf_counter()
         f()
         sync()
         ts.append(time.perf_counter() - t0)
-    return statistics.median(ts)
+    return statistics.median(ts), first
 
 
 def copy_bandwidth():
     a = cp.random.random(2**28 // 4, dtype=cp.float32)  # 256 MiB
     b = cp.empty_like(a)
-    t = timed(lambda: b.__setitem__(Ellipsis, a), 20)
+    t, _ = timed(lambda: b.__setitem__(Ellipsis, a), 20)
     return 2 * a.nbytes / t / 1e9
 
 
@@ -70,10 +87,12 @@ def parity():
         for stride, dilation in ((1, 1), (2, 1), (1, 2)):
             x = rng.standard_normal((67, 45)).astype(np.float32)
             w = rng.standard_normal((5, 4)).astype(np.float32)
-            ref = signal.correlate(x, w, boundary=boundary, stride=stride, dilation=dilation)
-            got = signal.correlate(cuda.to_device(x), w, boundary=boundary, stride=stride,
-                                   dilation=dilation).copy_to_host()
-            worst = max(worst, float(np.abs(got - ref).max() / np.abs(ref).max()))
+            for kernel in (w, np.outer(w[:, 0], w[0])):  # the direct and the separable path
+                ref = signal.correlate(x, kernel, boundary=boundary, stride=stride,
+                                       dilation=dilation)
+                got = signal.correlate(cuda.to_device(x), kernel, boundary=boundary,
+                                       stride=stride, dilation=dilation).copy_to_host()
+                worst = max(worst, float(np.abs(got - ref).max() / np.abs(ref).max()))
     if worst > 1e-5:
         sys.exit(f"GPU and CPU results differ: {worst:.2e}")
     return worst
@@ -102,10 +121,9 @@ def correlation_case(x, k):
         with torch.no_grad():
             return torch.nn.functional.conv2d(xt, wt, padding=k // 2)
 
-    e = _rel_err(fk(), peer())
-    t_fk, t_cp, t_th = timed(fk), timed(peer), timed(conv)
+    (t_fk, first), (t_cp, _), (t_th, _) = timed(fk), timed(peer), timed(conv)
     return (f"correlate {n}² f32 K{k}", t_fk, t_cp / t_fk, t_th / t_fk,
-            2 * x.nbytes / t_fk / 1e9, e)
+            2 * x.nbytes / t_fk / 1e9, _rel_err(fk(), peer()), first)
 
 
 def gaussian_case(x, sigma):
@@ -121,15 +139,103 @@ def gaussian_case(x, sigma):
     def peer():
         return cndi.gaussian_filter(x, sigma, mode="nearest", truncate=4.0)
 
-    e = _rel_err(fk(), peer())
-    t_fk, t_cp = timed(fk), timed(peer)
+    (t_fk, first), (t_cp, _) = timed(fk), timed(peer)
     return (f"gaussian σ{sigma:g} {n}² f32", t_fk, t_cp / t_fk, float("nan"),
-            2 * x.nbytes / t_fk / 1e9, e)
+            2 * x.nbytes / t_fk / 1e9, _rel_err(fk(), peer()), first)
+
+
+def sobel_case(x):
+    """scikit-image's Sobel magnitude ('reflect'): filtkit against the same formula on
+    cupyx's sobel (each axis's derivative divided by 4, as scikit-image's kernels)."""
+    n = x.shape[0]
+    xd = cuda.as_cuda_array(x)
+
+    def fk():
+        return signal.sobel(xd)
+
+    def peer():
+        g0 = cndi.sobel(x, 0, mode="reflect")
+        g1 = cndi.sobel(x, 1, mode="reflect")
+        return cp.hypot(g0, g1) / np.float32(4 * np.sqrt(2))
+
+    (t_fk, first), (t_cp, _) = timed(fk), timed(peer)
+    return (f"sobel {n}² f32", t_fk, t_cp / t_fk, float("nan"), 2 * x.nbytes / t_fk / 1e9,
+            _rel_err(fk(), peer()), first)
+
+
+def training_case(arch, batch):
+    """One training step of filtkit on the GPU and of the same torch network on CUDA."""
+    from bench_cnn import ARCHS, LR, to_torch
+
+    model = ARCHS[arch](seed=0)
+    tmodel = to_torch(model).cuda()
+    model.to("cuda")
+    opt, loss = cnn.Adam(model.parameters(), lr=LR), cnn.CrossEntropyLoss()
+    topt, crit = torch.optim.Adam(tmodel.parameters(), lr=LR), torch.nn.CrossEntropyLoss()
+    rng = np.random.default_rng(batch)
+    x = rng.standard_normal((batch, 1, 28, 28), dtype=np.float32)
+    y = rng.integers(0, 10, batch)
+    xd, xt, yt = cuda.to_device(x), torch.as_tensor(x, device="cuda"), torch.as_tensor(
+        y, device="cuda")
+    # the same loss from the same weights and batch (evaluation mode: no dropout masks)
+    model.eval()
+    tmodel.eval()
+    l_fk = loss(model._run(xd), y)
+    l_th = float(crit(tmodel(xt), yt))
+    agree = abs(l_fk - l_th) / abs(l_th)
+    model.train()
+    tmodel.train()
+
+    def fk():
+        model.zero_grad()
+        value = loss(model._run(xd), y)
+        model._backward(loss.backward(), input_grad=False)
+        opt.step()
+        return value
+
+    def th():
+        topt.zero_grad()
+        value = crit(tmodel(xt), yt)
+        value.backward()
+        topt.step()
+        return value.item()
+
+    (t_fk, first), (t_th, _) = timed(fk, 50), timed(th, 50)
+    return arch, batch, t_fk, t_th, agree, first
+
+
+def sweep(x):
+    """Tile shapes of the unrolled 2-D kernel and of the separable passes (8192²)."""
+    lines = ["", "Tile sweep (8192², ms, medians):", ""]
+    xd = cuda.as_cuda_array(x)
+    w3, w7 = (np.random.default_rng(k).standard_normal((k, k)).astype(np.float32)
+              for k in (3, 7))
+    g = kernels.gaussian1d(3.0).astype(np.float32)
+    saved = (cuda_backend.UNROLL_TY, cuda_backend.UNROLL_ROWS, cuda_backend.PASS_TY,
+             cuda_backend.PASS_ROWS)
+    for ty, rows in ((8, 8), (4, 8), (8, 4), (4, 16), (8, 16), (16, 4)):
+        cuda_backend.UNROLL_TY, cuda_backend.UNROLL_ROWS = ty, rows
+        cuda_backend._UNROLLED.clear()
+        t3, _ = timed(lambda: signal.correlate(xd, w3, method="direct"), 10)
+        t7, _ = timed(lambda: signal.correlate(xd, w7, method="direct"), 10)
+        lines.append(f"- unrolled TY={ty} ROWS={rows}: K3 {t3 * 1e3:.3f}, K7 {t7 * 1e3:.3f}")
+    for ty, rows in ((8, 8), (8, 4), (4, 8), (16, 4), (8, 2)):
+        cuda_backend.PASS_TY, cuda_backend.PASS_ROWS = ty, rows
+        cuda_backend._PASSES.clear()
+        t, _ = timed(lambda: signal.correlate(xd, np.outer(g, g), boundary="nearest"), 10)
+        lines.append(f"- passes TY={ty} ROWS={rows}: gaussian σ3 {t * 1e3:.3f}")
+    (cuda_backend.UNROLL_TY, cuda_backend.UNROLL_ROWS, cuda_backend.PASS_TY,
+     cuda_backend.PASS_ROWS) = saved
+    cuda_backend._UNROLLED.clear()
+    cuda_backend._PASSES.clear()
+    return lines
 
 
 def main(argv=None):
     ap = argparse.ArgumentParser()
-    ap.add_argument("--md", help="write the table as markdown to this file")
+    ap.add_argument("--md", help="write the tables as markdown to this file")
+    ap.add_argument("--sweep", action="store_true", help="also time the tile shapes")
+    ap.add_argument("--skip-training", action="store_true")
     args = ap.parse_args(argv)
     bw = copy_bandwidth()
     err = parity()
@@ -140,16 +246,30 @@ def main(argv=None):
             rows.append(correlation_case(x, k))
         for sigma in (1.0, 3.0, 8.0):
             rows.append(gaussian_case(x, sigma))
+        rows.append(sobel_case(x))
+        print(f"... {n}² done", file=sys.stderr, flush=True)
     name = torch.cuda.get_device_name()
     lines = [f"GPU: {name}; device-to-device copy {bw:.0f} GB/s (read + write); "
              f"parity with the CPU backend: max rel. diff {err:.1e}",
              "",
-             "| case | filtkit ms | cupyx / filtkit | torch / filtkit | GB/s (% copy) | err |",
-             "|---|---|---|---|---|---|"]
-    for label, t, r_cp, r_th, gbs, e in rows:
+             "| case | filtkit ms | cupyx / filtkit | torch / filtkit | GB/s (% copy) | err "
+             "| first call s |",
+             "|---|---|---|---|---|---|---|"]
+    for label, t, r_cp, r_th, gbs, e, first in rows:
         th = "-" if r_th != r_th else f"{r_th:.2f}"
         lines.append(f"| {label} | {t * 1e3:.3f} | {r_cp:.2f} | {th} | "
-                     f"{gbs:.0f} ({100 * gbs / bw:.0f}%) | {e:.1e} |")
+                     f"{gbs:.0f} ({100 * gbs / bw:.0f}%) | {e:.1e} | {first:.2f} |")
+    if not args.skip_training:
+        lines += ["", "| training step | filtkit ms | torch ms | torch / filtkit "
+                  "| filtkit img/s | first loss rel. diff | first call s |",
+                  "|---|---|---|---|---|---|---|"]
+        for arch in ("lenet5", "convnet"):
+            for batch in (64, 256):
+                a, b, t_fk, t_th, agree, first = training_case(arch, batch)
+                lines.append(f"| {a} batch {b} | {t_fk * 1e3:.3f} | {t_th * 1e3:.3f} | "
+                             f"{t_th / t_fk:.2f} | {b / t_fk:,.0f} | {agree:.1e} | {first:.2f} |")
+    if args.sweep:
+        lines += sweep(cp.random.random((8192, 8192), dtype=cp.float32))
     text = "\n".join(lines)
     print(text)
     if args.md:

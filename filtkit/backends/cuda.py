@@ -24,7 +24,7 @@ Numba's CUDA simulator (slow: test on small arrays).
 import math
 
 import numpy as np
-from numba import cuda
+from numba import config, cuda
 from numba.np.numpy_support import from_dtype as numba_dtype
 
 from . import cpu
@@ -50,11 +50,10 @@ def device_empty(shape, dtype):
     kernel; CuPy's pool reuses freed blocks.  The result is a numba device
     array either way (it keeps the CuPy array alive).
     """
-    try:
-        import cupy
-    except ImportError:
+    cp = _cupy()
+    if cp is None:
         return cuda.device_array(shape, dtype=dtype)
-    return cuda.as_cuda_array(cupy.empty(shape, dtype=dtype))
+    return cuda.as_cuda_array(cp.empty(shape, dtype=dtype))
 
 
 def _grid1(n):
@@ -105,6 +104,79 @@ def _correlate2d_kernel(x, w, out, off0, off1, s0, s1, d0, d1, mode, cval):
             c = _map_index(j * s1 + k * d1 - off1, wdt, mode)
             acc += wk * (cv if r < 0 or c < 0 else x[b, r, c])
     out[b, i, j] = acc
+
+
+#: the unrolled kernels (stride and dilation 1): blocks of UNROLL_TX x UNROLL_TY threads,
+#: each thread UNROLL_ROWS outputs of one column, kernels of up to UNROLL_MAX_TAPS taps
+UNROLL_TX, UNROLL_TY, UNROLL_ROWS, UNROLL_MAX_TAPS = 32, 8, 8, 225
+_UNROLLED = {}
+
+
+def _unrolled_source(kh, kw, taps):
+    """Source of a 2-D correlation kernel for one ``kh x kw`` kernel whose non-zero
+    taps are ``taps`` ((m, k) pairs): zero taps are left out of the code itself.
+
+    A block's input window (halo included, mapped through the boundary mode) goes
+    to shared memory once; each thread then slides down one column of it, every
+    value read once from shared memory and multiplied into each of its
+    UNROLL_ROWS accumulators that needs it, one kernel column's weights at a time
+    in registers.  Per output that is ``kw * (rows + kh - 1) / rows`` shared reads
+    instead of ``kh * kw``; each output sums its taps column by column.
+    """
+    rows, th = UNROLL_ROWS, UNROLL_TY * UNROLL_ROWS
+    rows_in, cols_in = th + kh - 1, UNROLL_TX + kw - 1
+    nz = set(taps)
+    src = [
+        "def kernel(x, w, out, off0, off1, mode, cval):",
+        f"    sm = cuda.shared.array(({rows_in}, {cols_in}), DTYPE)",
+        "    tx = cuda.threadIdx.x",
+        "    ty = cuda.threadIdx.y",
+        "    b = cuda.blockIdx.z",
+        f"    i0 = cuda.blockIdx.y * {th}",
+        f"    j0 = cuda.blockIdx.x * {UNROLL_TX}",
+        "    h = x.shape[1]",
+        "    wdt = x.shape[2]",
+        "    cv = out.dtype.type(cval)",
+        f"    for a in range(ty, {rows_in}, {UNROLL_TY}):",
+        "        r = _map_index(i0 - off0 + a, h, mode)",
+        f"        for c in range(tx, {cols_in}, {UNROLL_TX}):",
+        "            q = _map_index(j0 - off1 + c, wdt, mode)",
+        "            sm[a, c] = cv if r < 0 or q < 0 else x[b, r, q]",
+        "    cuda.syncthreads()",
+        "    j = j0 + tx",
+        "    if j >= out.shape[2]:",
+        "        return",
+        f"    a0 = ty * {rows}",
+    ]
+    src += [f"    acc{r} = out.dtype.type(0)" for r in range(rows)]
+    for k in range(kw):
+        src += [f"    w{m} = w[{m}, {k}]" for m in range(kh) if (m, k) in nz]
+        for a in range(rows + kh - 1):
+            uses = [(a - m, m) for m in range(kh) if 0 <= a - m < rows and (m, k) in nz]
+            if uses:
+                src.append(f"    v = sm[a0 + {a}, tx + {k}]")
+                src += [f"    acc{r} += w{m} * v" for r, m in uses]
+    src.append("    i = i0 + a0")
+    for r in range(rows):
+        src += [f"    if i + {r} < out.shape[1]:", f"        out[b, i + {r}, j] = acc{r}"]
+    return "\n".join(src)
+
+
+def _unrolled(dtype, kh, kw, taps):
+    """The compiled kernel of :func:`_unrolled_source` (one per dtype and tap pattern)."""
+    key = (dtype, kh, kw, taps)
+    if key not in _UNROLLED:
+        scope = {"cuda": cuda, "DTYPE": numba_dtype(dtype), "_map_index": _map_index}
+        exec(_unrolled_source(kh, kw, taps), scope)  # noqa: S102 - our own generated source
+        _UNROLLED[key] = cuda.jit(scope["kernel"])
+    return _UNROLLED[key]
+
+
+def _host_values(w):
+    """The values of the small device array ``w`` on the host: the copy
+    :func:`filtkit.signal._gpu._weights` keeps beside it, else one download."""
+    host = getattr(w, "_filtkit_host", None)
+    return w.copy_to_host() if host is None else host
 
 
 TILE_W, TILE_ROWS_PER_THREAD, TILE_THREADS_Y = 32, 4, 8
@@ -173,9 +245,16 @@ def correlate2d(x, w, out, off0, off1, s0, s1, d0, d1, mode, cval):
     """
     nb, ho, wo = out.shape
     kh, kw = w.shape
+    dtype = np.dtype(out.dtype)
+    if s0 == s1 == d0 == d1 == 1 and kh * kw <= UNROLL_MAX_TAPS:
+        taps = tuple((int(m), int(k)) for m, k in zip(*np.nonzero(_host_values(w))))
+        kernel = _unrolled(dtype, kh, kw, taps)
+        for a, e in _slices(nb):
+            blocks = (math.ceil(wo / UNROLL_TX), math.ceil(ho / (UNROLL_TY * UNROLL_ROWS)), e - a)
+            kernel[blocks, (UNROLL_TX, UNROLL_TY, 1)](x[a:e], w, out[a:e], off0, off1, mode, cval)
+        return
     rows_in = (TILE_H - 1) * s0 + (kh - 1) * d0 + 1
     cols_in = (TILE_W - 1) * s1 + (kw - 1) * d1 + 1
-    dtype = np.dtype(out.dtype)
     shared = (rows_in * cols_in + kh * kw) * dtype.itemsize
     tiled = shared <= SHARED_LIMIT and kh * kw <= TILE_W * TILE_THREADS_Y
     if tiled and dtype not in _TILED:
@@ -231,17 +310,136 @@ def _row_pass_kernel(tmp, row, col, out, off1, s1, d1, mode, cval):
     out[b, i, j] = acc
 
 
+#: the tiled 1-D passes of the separable filters: blocks of 32 x PASS_TY threads, each
+#: thread PASS_ROWS outputs (the column pass: down a column; the row pass: along a row)
+PASS_TY, PASS_ROWS = 8, 8
+
+
+def _make_column_pass(dtype):
+    """The tiled column pass for one dtype."""
+
+    @cuda.jit
+    def kernel(x, col, tmp, off0, s0, d0, mode, cval, rows_in):
+        # one block: 32 columns x PASS_TY * PASS_ROWS rows of ``tmp``; the input rows
+        # they read (mapped through the boundary mode) and the taps go to shared memory
+        sm = cuda.shared.array(0, dtype=dtype)
+        tx, ty = cuda.threadIdx.x, cuda.threadIdx.y
+        b = cuda.blockIdx.z
+        i0 = cuda.blockIdx.y * (PASS_TY * PASS_ROWS)
+        c = cuda.blockIdx.x * 32 + tx
+        nk = col.shape[0]
+        h, wdt = x.shape[1], x.shape[2]
+        ntile = rows_in * 32
+        for t in range(ty * 32 + tx, nk, 32 * PASS_TY):
+            sm[ntile + t] = col[t]
+        cv = tmp.dtype.type(cval)
+        inside = c < wdt
+        for a in range(ty, rows_in, PASS_TY):
+            r = _map_index(i0 * s0 - off0 + a, h, mode)
+            sm[a * 32 + tx] = x[b, r, c] if inside and r >= 0 else cv
+        cuda.syncthreads()
+        if not inside:
+            return
+        for rr in range(PASS_ROWS):
+            il = ty + rr * PASS_TY
+            i = i0 + il
+            if i < tmp.shape[1]:
+                acc = tmp.dtype.type(0)
+                p = il * s0 * 32 + tx
+                for m in range(nk):
+                    wm = sm[ntile + m]
+                    if wm != 0:
+                        acc += wm * sm[p]
+                    p += d0 * 32
+                tmp[b, i, c] = acc
+
+    return kernel
+
+
+def _make_row_pass(dtype):
+    """The tiled row pass for one dtype."""
+
+    @cuda.jit
+    def kernel(tmp, row, col, out, off1, s1, d1, mode, cval, cols_in):
+        # one block: PASS_TY rows x 32 * PASS_ROWS columns of ``out``; the stretch of
+        # ``tmp`` they read (beyond its columns, constant mode: cval * sum(col), what
+        # the 2-D kernel sees there) and the taps go to shared memory
+        sm = cuda.shared.array(0, dtype=dtype)
+        tx, ty = cuda.threadIdx.x, cuda.threadIdx.y
+        b = cuda.blockIdx.z
+        i = cuda.blockIdx.y * PASS_TY + ty
+        j0 = cuda.blockIdx.x * (32 * PASS_ROWS)
+        nk = row.shape[0]
+        ho, wdt = tmp.shape[1], tmp.shape[2]
+        ntile = PASS_TY * cols_in
+        for t in range(ty * 32 + tx, nk, 32 * PASS_TY):
+            sm[ntile + t] = row[t]
+        edge = out.dtype.type(0)
+        for m in range(col.shape[0]):
+            edge += col[m]
+        edge *= out.dtype.type(cval)
+        if i < ho:
+            for c in range(tx, cols_in, 32):
+                q = _map_index(j0 * s1 - off1 + c, wdt, mode)
+                sm[ty * cols_in + c] = edge if q < 0 else tmp[b, i, q]
+        cuda.syncthreads()
+        if i >= ho:
+            return
+        for rr in range(PASS_ROWS):
+            jl = tx + rr * 32
+            j = j0 + jl
+            if j < out.shape[2]:
+                acc = out.dtype.type(0)
+                p = ty * cols_in + jl * s1
+                for k in range(nk):
+                    wk = sm[ntile + k]
+                    if wk != 0:
+                        acc += wk * sm[p]
+                    p += d1
+                out[b, i, j] = acc
+
+    return kernel
+
+
+_PASSES = {}
+
+
 def separable2d(x, col, row, out, off0, off1, s0, s1, d0, d1, mode, cval):
     """``correlate2d`` with the rank-1 kernel ``outer(col, row)`` as a column pass
-    and a row pass (see the CPU twin); one temporary of (B, Ho, W)."""
+    and a row pass (see the CPU twin); one temporary of (B, Ho, W).
+
+    Each pass runs in shared-memory tiles (the input stretch a block reads is
+    mapped through the boundary mode once); a tile beyond 48 KiB (long strides
+    or dilations) falls back to one output per thread, reading global memory.
+    """
     nb, ho, wo = out.shape
-    tmp = device_empty((nb, ho, x.shape[2]), out.dtype)
+    wdt = x.shape[2]
+    dtype = np.dtype(out.dtype)
+    tmp = device_empty((nb, ho, wdt), out.dtype)
+    rows_in = (PASS_TY * PASS_ROWS - 1) * s0 + (col.shape[0] - 1) * d0 + 1
+    cols_in = (32 * PASS_ROWS - 1) * s1 + (row.shape[0] - 1) * d1 + 1
+    shared_c = (rows_in * 32 + col.shape[0]) * dtype.itemsize
+    shared_r = (PASS_TY * cols_in + row.shape[0]) * dtype.itemsize
+    if dtype not in _PASSES:
+        _PASSES[dtype] = _make_column_pass(numba_dtype(dtype)), _make_row_pass(numba_dtype(dtype))
+    column_pass, row_pass = _PASSES[dtype]
     for a, e in _slices(nb):
-        blocks, threads = _grid3(e - a, ho, x.shape[2])
-        _column_pass_kernel[blocks, threads](x[a:e], col, tmp[a:e], off0, s0, d0, mode, cval)
-        blocks, threads = _grid3(e - a, ho, wo)
-        _row_pass_kernel[blocks, threads](tmp[a:e], row, col, out[a:e], off1, s1, d1, mode,
-                                          cval)
+        if shared_c <= SHARED_LIMIT:
+            blocks = (math.ceil(wdt / 32), math.ceil(ho / (PASS_TY * PASS_ROWS)), e - a)
+            column_pass[blocks, (32, PASS_TY, 1), 0, shared_c](
+                x[a:e], col, tmp[a:e], off0, s0, d0, mode, cval, rows_in)
+        else:
+            blocks, threads = _grid3(e - a, ho, wdt)
+            _column_pass_kernel[blocks, threads](x[a:e], col, tmp[a:e], off0, s0, d0, mode,
+                                                 cval)
+        if shared_r <= SHARED_LIMIT:
+            blocks = (math.ceil(wo / (32 * PASS_ROWS)), math.ceil(ho / PASS_TY), e - a)
+            row_pass[blocks, (32, PASS_TY, 1), 0, shared_r](
+                tmp[a:e], row, col, out[a:e], off1, s1, d1, mode, cval, cols_in)
+        else:
+            blocks, threads = _grid3(e - a, ho, wo)
+            _row_pass_kernel[blocks, threads](tmp[a:e], row, col, out[a:e], off1, s1, d1,
+                                              mode, cval)
 
 
 @cuda.jit
@@ -384,12 +582,74 @@ def _conv2d_kernel(x, w, b, out, s0, s1, p0, p1, d0, d1):
     out[n, o, i, j] = acc + b[o]
 
 
+#: the most elements of unrolled columns (im2col) one GEMM of the convolution layers
+#: takes at once (256 MiB of float32): longer batches go in slices, and a sample
+#: beyond it alone runs the direct kernels (one output per thread)
+COLS_LIMIT = 2**26
+
+
+def _col_slices(nb, per_sample):
+    """Batch ranges for :data:`COLS_LIMIT`, or None when one sample exceeds it."""
+    if per_sample > COLS_LIMIT:
+        return None
+    step = max(1, min(COLS_LIMIT // per_sample, MAX_GRID_Z))
+    return [(s, min(nb, s + step)) for s in range(0, nb, step)]
+
+
+@cuda.jit
+def _im2col_kernel(x, cols, s0, s1, p0, p1, d0, d1, kh, kw, wo):
+    """cols[n, (c*kh + m)*kw + k, i*wo + j] = x[n, c, i*s0 + m*d0 - p0, j*s1 + k*d1 - p1],
+    zero outside ``x``: one thread per element, consecutive threads along a row."""
+    t, row, n = cuda.grid(3)
+    if n >= cols.shape[0] or row >= cols.shape[1] or t >= cols.shape[2]:
+        return
+    k = row % kw
+    m = (row // kw) % kh
+    c = row // (kw * kh)
+    i = t // wo
+    j = t - i * wo
+    r = i * s0 + m * d0 - p0
+    q = j * s1 + k * d1 - p1
+    inside = 0 <= r < x.shape[2] and 0 <= q < x.shape[3]
+    cols[n, row, t] = x[n, c, r, q] if inside else cols.dtype.type(0)
+
+
+def _im2col(x, cols, s0, s1, p0, p1, d0, d1, kh, kw, wo):
+    nb, nk, hw = cols.shape
+    threads = min(THREADS_1D, 32 * max(1, math.ceil(hw / 32)))
+    _im2col_kernel[(math.ceil(hw / threads), nk, nb), (threads, 1, 1)](
+        x, cols, s0, s1, p0, p1, d0, d1, kh, kw, wo)
+
+
+@cuda.jit
+def _add_bias_kernel(out, b):
+    t, o, n = cuda.grid(3)
+    if n < out.shape[0] and o < out.shape[1] and t < out.shape[2]:
+        out[n, o, t] += b[o]
+
+
 def conv2d(x, w, b, out, s0, s1, p0, p1, d0, d1):
-    """Batched multi-channel correlation plus bias (see the CPU twin)."""
+    """Batched multi-channel correlation plus bias (see the CPU twin): as on the CPU,
+    the input unrolled into columns (im2col) and one GEMM per sample, here batched
+    (:func:`batched_matmul`), then the bias; a sample whose columns exceed
+    :data:`COLS_LIMIT` runs the direct kernel instead."""
     nb, no, ho, wo = out.shape
-    for a, e in _slices(nb, no):
-        blocks, threads = _grid3((e - a) * no, ho, wo)
-        _conv2d_kernel[blocks, threads](x[a:e], w, b, out[a:e], s0, s1, p0, p1, d0, d1)
+    nc, kh, kw = w.shape[1], w.shape[2], w.shape[3]
+    nk, hw = nc * kh * kw, ho * wo
+    slices = _col_slices(nb, nk * hw)
+    if slices is None:
+        for a, e in _slices(nb, no):
+            blocks, threads = _grid3((e - a) * no, ho, wo)
+            _conv2d_kernel[blocks, threads](x[a:e], w, b, out[a:e], s0, s1, p0, p1, d0, d1)
+        return
+    w2 = w.reshape((1, no, nk))
+    out3 = out.reshape((nb, no, hw))
+    for a, e in slices:
+        cols = device_empty((e - a, nk, hw), x.dtype)
+        _im2col(x[a:e], cols, s0, s1, p0, p1, d0, d1, kh, kw, wo)
+        batched_matmul(w2, cols, out3[a:e], False, False)
+        threads = min(THREADS_1D, 32 * max(1, math.ceil(hw / 32)))
+        _add_bias_kernel[(math.ceil(hw / threads), no, e - a), (threads, 1, 1)](out3[a:e], b)
 
 
 @cuda.jit
@@ -424,9 +684,53 @@ def _conv2d_grad_input_kernel(dy, w, dx, s0, s1, p0, p1, d0, d1):
     dx[n, c, r, q] = acc
 
 
-def conv2d_grad_input(dy, w, dx, s0, s1, p0, p1, d0, d1):
-    """Gradient of :func:`conv2d` with respect to ``x`` (see the CPU twin)."""
+@cuda.jit
+def _col2im_kernel(dcols, dx, s0, s1, p0, p1, d0, d1, kh, kw, ho, wo):
+    """dx[n, c, r, q] = the sum of the column entries unrolled from (r, q): a gather,
+    in order of (m, k), so no two threads ever write one value."""
+    q, r, t = cuda.grid(3)
     nb, nc, h, wdt = dx.shape
+    if t >= nb * nc or r >= h or q >= wdt:
+        return
+    n = t // nc
+    c = t - n * nc
+    acc = dx.dtype.type(0)
+    for m in range(kh):
+        a = r + p0 - m * d0
+        if a < 0 or a % s0 != 0:
+            continue
+        i = a // s0
+        if i >= ho:
+            continue
+        for k in range(kw):
+            e = q + p1 - k * d1
+            if e < 0 or e % s1 != 0:
+                continue
+            j = e // s1
+            if j < wo:
+                acc += dcols[n, (c * kh + m) * kw + k, i * wo + j]
+    dx[n, c, r, q] = acc
+
+
+def conv2d_grad_input(dy, w, dx, s0, s1, p0, p1, d0, d1):
+    """Gradient of :func:`conv2d` with respect to ``x`` (see the CPU twin): as on the
+    CPU, ``w^T dy[n]`` (batched GEMM) folded back by col2im, here a gather."""
+    nb, nc, h, wdt = dx.shape
+    no, _, kh, kw = w.shape
+    ho, wo = dy.shape[2], dy.shape[3]
+    nk, hw = nc * kh * kw, ho * wo
+    slices = _col_slices(nb, nk * hw)
+    if slices is not None:
+        w2 = w.reshape((1, no, nk))
+        dy3 = dy.reshape((nb, no, hw))
+        for a, e in slices:
+            dcols = device_empty((e - a, nk, hw), dx.dtype)
+            batched_matmul(w2, dy3[a:e], dcols, True, False)
+            for s, t in _slices(e - a, nc):
+                blocks, threads = _grid3((t - s) * nc, h, wdt)
+                _col2im_kernel[blocks, threads](dcols[s:t], dx[a + s:a + t], s0, s1, p0, p1,
+                                                d0, d1, kh, kw, ho, wo)
+        return
     for a, e in _slices(nb, nc):
         blocks, threads = _grid3((e - a) * nc, h, wdt)
         _conv2d_grad_input_kernel[blocks, threads](dy[a:e], w, dx[a:e], s0, s1, p0, p1, d0, d1)
@@ -434,7 +738,8 @@ def conv2d_grad_input(dy, w, dx, s0, s1, p0, p1, d0, d1):
 
 @cuda.jit
 def _conv2d_grad_weight_kernel(x, dy, dw, s0, s1, p0, p1, d0, d1):
-    """dw[o, c, m, k] = sum over n, i, j: one thread per weight, a private sum."""
+    """dw[o, c, m, k] = sum over n, i, j: one thread per weight, a private sum (the
+    direct path, for samples beyond :data:`COLS_LIMIT`)."""
     idx = cuda.grid(1)
     no, nc, kh, kw = dw.shape
     if idx >= no * nc * kh * kw:
@@ -459,25 +764,80 @@ def _conv2d_grad_weight_kernel(x, dy, dw, s0, s1, p0, p1, d0, d1):
 
 
 @cuda.jit
-def _bias_grad_kernel(dy, db):
-    o = cuda.grid(1)
-    if o >= db.shape[0]:
+def _sum_batch_kernel(part, out, accumulate):
+    """out[i, j] (+)= sum_n part[n, i, j], in order of n: one thread per element."""
+    j, i = cuda.grid(2)
+    if i >= out.shape[0] or j >= out.shape[1]:
         return
-    acc = db.dtype.type(0)
-    for n in range(dy.shape[0]):
-        for i in range(dy.shape[2]):
-            for j in range(dy.shape[3]):
-                acc += dy[n, o, i, j]
-    db[o] = acc
+    acc = out[i, j] if accumulate else out.dtype.type(0)
+    for n in range(part.shape[0]):
+        acc += part[n, i, j]
+    out[i, j] = acc
+
+
+REDUCE_THREADS = 256
+
+
+def _make_bias_grad(dtype):
+    """The bias-gradient kernel for one dtype: one block per output channel."""
+
+    @cuda.jit
+    def kernel(dy, db):
+        # db[o] = sum over n and the plane of dy[n, o]: each thread a strided partial
+        # sum, then a tree in shared memory (a fixed order: the same result every run)
+        sm = cuda.shared.array(REDUCE_THREADS, dtype)
+        o = cuda.blockIdx.x
+        t = cuda.threadIdx.x
+        nt = cuda.blockDim.x  # a power of two
+        acc = db.dtype.type(0)
+        for n in range(dy.shape[0]):
+            for p in range(t, dy.shape[2], nt):
+                acc += dy[n, o, p]
+        sm[t] = acc
+        cuda.syncthreads()
+        half = nt // 2
+        while half > 0:
+            if t < half:
+                sm[t] += sm[t + half]
+            cuda.syncthreads()
+            half //= 2
+        if t == 0:
+            db[o] = sm[0]
+
+    return kernel
+
+
+_BIAS_GRAD = {}
 
 
 def conv2d_grad_weight(x, dy, dw, db, s0, s1, p0, p1, d0, d1, nchunks):
     """Gradients of :func:`conv2d` for ``w`` and ``b`` (see the CPU twin; ``nchunks``
-    is accepted for the same signature: each weight is one thread's own sum)."""
-    blocks, threads = _grid1(dw.size)
-    _conv2d_grad_weight_kernel[blocks, threads](x, dy, dw, s0, s1, p0, p1, d0, d1)
-    blocks, threads = _grid1(db.shape[0])
-    _bias_grad_kernel[blocks, threads](dy, db)
+    is accepted for the same signature).  As on the CPU, ``dy[n] cols[n]^T`` per
+    sample (one batched GEMM), the per-sample products then summed in order of the
+    batch by one thread per weight; the bias gradient is a block reduction per
+    channel.  Nothing is accumulated by several threads into one value."""
+    nb, no, ho, wo = dy.shape
+    nc, kh, kw = dw.shape[1], dw.shape[2], dw.shape[3]
+    nk, hw = nc * kh * kw, ho * wo
+    slices = _col_slices(nb, nk * hw)
+    if slices is None:
+        blocks, threads = _grid1(dw.size)
+        _conv2d_grad_weight_kernel[blocks, threads](x, dy, dw, s0, s1, p0, p1, d0, d1)
+    else:
+        dw2 = dw.reshape((no, nk))
+        dy3 = dy.reshape((nb, no, hw))
+        for a, e in slices:
+            cols = device_empty((e - a, nk, hw), x.dtype)
+            _im2col(x[a:e], cols, s0, s1, p0, p1, d0, d1, kh, kw, wo)
+            part = device_empty((e - a, no, nk), dw.dtype)
+            batched_matmul(dy3[a:e], cols, part, False, True)
+            blocks, threads = _grid3(1, no, nk)
+            _sum_batch_kernel[blocks[:2], threads[:2]](part, dw2, a > 0)
+    dtype = np.dtype(db.dtype)
+    if dtype not in _BIAS_GRAD:
+        _BIAS_GRAD[dtype] = _make_bias_grad(numba_dtype(dtype))
+    threads = min(REDUCE_THREADS, 1 << max(5, (hw - 1).bit_length()))  # no idle warps
+    _BIAS_GRAD[dtype][no, threads](dy.reshape((nb, no, hw)), db)
 
 
 # -- element-wise ----------------------------------------------------------------------------
@@ -574,28 +934,32 @@ def _make_tiled_matmul(dtype):
 
     @cuda.jit
     def kernel(a, b, out, trans_a, trans_b, accumulate):
-        # one block: a GEMM_TILE x GEMM_TILE tile of ``out``; the matching strips of op(a)
-        # and op(b) pass through shared memory one square tile at a time (zero beyond
-        # the edges, so every thread takes part in every load and barrier)
+        # one block: a GEMM_TILE x GEMM_TILE tile of ``out[z]``; the matching strips of
+        # op(a[z]) and op(b[z]) pass through shared memory one square tile at a time (zero
+        # beyond the edges, so every thread takes part in every load and barrier); an
+        # operand with one matrix serves every z
         sa = cuda.shared.array((GEMM_TILE, GEMM_TILE), dtype)
         sb = cuda.shared.array((GEMM_TILE, GEMM_TILE), dtype)
         tx = cuda.threadIdx.x
         ty = cuda.threadIdx.y
+        z = cuda.blockIdx.z
+        za = z if a.shape[0] > 1 else 0
+        zb = z if b.shape[0] > 1 else 0
         row = cuda.blockIdx.y * GEMM_TILE + ty
         col = cuda.blockIdx.x * GEMM_TILE + tx
-        m, n = out.shape
-        k = a.shape[0] if trans_a else a.shape[1]
+        m, n = out.shape[1], out.shape[2]
+        k = a.shape[1] if trans_a else a.shape[2]
         zero = out.dtype.type(0)
         acc = zero
         for t0 in range(0, k, GEMM_TILE):
             q = t0 + tx  # sa[ty, tx] = op(a)[row, t0 + tx]
             if row < m and q < k:
-                sa[ty, tx] = a[q, row] if trans_a else a[row, q]
+                sa[ty, tx] = a[za, q, row] if trans_a else a[za, row, q]
             else:
                 sa[ty, tx] = zero
             q = t0 + ty  # sb[ty, tx] = op(b)[t0 + ty, col]
             if q < k and col < n:
-                sb[ty, tx] = b[col, q] if trans_b else b[q, col]
+                sb[ty, tx] = b[zb, col, q] if trans_b else b[zb, q, col]
             else:
                 sb[ty, tx] = zero
             cuda.syncthreads()
@@ -603,7 +967,7 @@ def _make_tiled_matmul(dtype):
                 acc += sa[ty, e] * sb[e, tx]
             cuda.syncthreads()
         if row < m and col < n:
-            out[row, col] = out[row, col] + acc if accumulate else acc
+            out[z, row, col] = out[z, row, col] + acc if accumulate else acc
 
     return kernel
 
@@ -611,20 +975,70 @@ def _make_tiled_matmul(dtype):
 _MATMUL = {}
 
 
-def matmul(a, b, out, trans_a, trans_b, accumulate):
-    """``out (+)= op(a) @ op(b)`` (see the CPU twin): a shared-memory tiled GEMM.
+def _cupy():
+    """CuPy where it is installed and the kernels run on a real GPU (not the simulator),
+    else None: its memory pool and cuBLAS serve the twins when it is there."""
+    global _CUPY
+    if _CUPY is False:
+        try:
+            import cupy
+        except ImportError:
+            cupy = None
+        _CUPY = None if config.ENABLE_CUDASIM else cupy
+    return _CUPY
 
-    Each 16x16 block computes one tile of ``out``; each thread owns one
-    element and sums its products in order of ``k``, so no two threads ever
-    write one value.  Transposed operands are read through swapped indices
-    (no transposed copy).  ``out`` may have up to 65535 * 16 rows.
+
+_CUPY = False
+
+
+def batched_matmul(a, b, out, trans_a, trans_b):
+    """``out[z] = op(a[z]) @ op(b[z])`` for 3-D device arrays; ``a`` or ``b`` may hold
+    one matrix for every ``z`` (no CPU twin: the CPU runs one GEMM per sample).
+
+    cuBLAS (through CuPy) where CuPy is installed, else the shared-memory tiled
+    GEMM: each 16x16 block one tile of one ``out[z]``, each thread one element
+    summed in order of ``k`` (no two threads ever write one value); transposed
+    operands are read through swapped indices (no transposed copy).
     """
+    cp = _cupy()
+    if cp is not None:
+        opa, opb = cp.asarray(a), cp.asarray(b)
+        cp.matmul(opa.transpose(0, 2, 1) if trans_a else opa,
+                  opb.transpose(0, 2, 1) if trans_b else opb, out=cp.asarray(out))
+        return
+    dtype = np.dtype(out.dtype)
+    if dtype not in _MATMUL:
+        _MATMUL[dtype] = _make_tiled_matmul(numba_dtype(dtype))
+    nz, m, n = out.shape
+    for s, e in _slices(nz):
+        blocks = (max(1, math.ceil(n / GEMM_TILE)), max(1, math.ceil(m / GEMM_TILE)), e - s)
+        _MATMUL[dtype][blocks, (GEMM_TILE, GEMM_TILE)](
+            a[s:e] if a.shape[0] > 1 else a, b[s:e] if b.shape[0] > 1 else b, out[s:e],
+            trans_a, trans_b, False)
+
+
+def matmul(a, b, out, trans_a, trans_b, accumulate):
+    """``out (+)= op(a) @ op(b)`` (see the CPU twin): cuBLAS through CuPy where CuPy is
+    installed, else the tiled GEMM of :func:`batched_matmul` (``out`` up to 65535 * 16
+    rows)."""
+    cp = _cupy()
+    if cp is not None:
+        opa, opb = cp.asarray(a), cp.asarray(b)
+        opa, opb = opa.T if trans_a else opa, opb.T if trans_b else opb
+        if accumulate:
+            dest = cp.asarray(out)
+            dest += cp.matmul(opa, opb)
+        else:
+            cp.matmul(opa, opb, out=cp.asarray(out))
+        return
     dtype = np.dtype(out.dtype)
     if dtype not in _MATMUL:
         _MATMUL[dtype] = _make_tiled_matmul(numba_dtype(dtype))
     m, n = out.shape
-    blocks = (max(1, math.ceil(n / GEMM_TILE)), max(1, math.ceil(m / GEMM_TILE)))
-    _MATMUL[dtype][blocks, (GEMM_TILE, GEMM_TILE)](a, b, out, trans_a, trans_b, accumulate)
+    blocks = (max(1, math.ceil(n / GEMM_TILE)), max(1, math.ceil(m / GEMM_TILE)), 1)
+    _MATMUL[dtype][blocks, (GEMM_TILE, GEMM_TILE)](
+        a.reshape((1,) + tuple(a.shape)), b.reshape((1,) + tuple(b.shape)),
+        out.reshape((1, m, n)), trans_a, trans_b, accumulate)
 
 
 @cuda.jit

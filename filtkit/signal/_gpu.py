@@ -42,6 +42,7 @@ def _weights(a, dtype):
     dev = _WEIGHTS.pop(key, None)
     if dev is None:
         dev = cuda.to_device(a)
+        dev._filtkit_host = a  # the kernels' tap pattern, read without a download
         if len(_WEIGHTS) >= _WEIGHTS_MAX:
             _WEIGHTS.pop(next(iter(_WEIGHTS)))  # the least recently used
     _WEIGHTS[key] = dev  # (re)inserted last: most recently used
