@@ -53,7 +53,9 @@ def device_empty(shape, dtype):
     cp = _cupy()
     if cp is None:
         return cuda.device_array(shape, dtype=dtype)
-    return cuda.as_cuda_array(cp.empty(shape, dtype=dtype))
+    # CuPy's arrays live on the default stream, where the kernels run: no need for
+    # the host-blocking synchronisation a foreign array otherwise gets
+    return cuda.as_cuda_array(cp.empty(shape, dtype=dtype), sync=False)
 
 
 def _grid1(n):

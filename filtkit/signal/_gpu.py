@@ -42,7 +42,10 @@ def _weights(a, dtype):
     dev = _WEIGHTS.pop(key, None)
     if dev is None:
         dev = cuda.to_device(a)
-        dev._filtkit_host = a  # the kernels' tap pattern, read without a download
+        try:
+            dev._filtkit_host = a  # the kernels' tap pattern, read without a download
+        except AttributeError:  # pragma: no cover - an array type without attributes
+            pass
         if len(_WEIGHTS) >= _WEIGHTS_MAX:
             _WEIGHTS.pop(next(iter(_WEIGHTS)))  # the least recently used
     _WEIGHTS[key] = dev  # (re)inserted last: most recently used
