@@ -139,25 +139,12 @@ def _unrolled_source(kh, kw, taps):
         "    h = x.shape[1]",
         "    wdt = x.shape[2]",
         "    cv = out.dtype.type(cval)",
-        "    q0 = _map_index(j0 - off1 + tx, wdt, mode)",
+        f"    for a in range(ty, {rows_in}, {UNROLL_TY}):",
+        "        r = _map_index(i0 - off0 + a, h, mode)",
+        f"        for c in range(tx, {cols_in}, {UNROLL_TX}):",
+        "            q = _map_index(j0 - off1 + c, wdt, mode)",
+        "            sm[a, c] = cv if r < 0 or q < 0 else x[b, r, q]",
     ]
-    # the window's loads, written out: every one issued before the first is stored, so
-    # their latencies overlap (a loop waits for each load in turn)
-    extra = cols_in > UNROLL_TX  # the halo's columns beyond the first UNROLL_TX
-    if extra:
-        src += [f"    more = tx < {cols_in - UNROLL_TX}",
-                f"    q1 = _map_index(j0 - off1 + tx + {UNROLL_TX}, wdt, mode)"]
-    loads = range(-(-rows_in // UNROLL_TY))
-    for t in loads:
-        src += [f"    a{t} = ty + {t * UNROLL_TY}",
-                f"    r{t} = _map_index(i0 - off0 + a{t}, h, mode) if a{t} < {rows_in} else -1",
-                f"    u{t} = cv if r{t} < 0 or q0 < 0 else x[b, r{t}, q0]"]
-        if extra:
-            src.append(f"    v{t} = cv if r{t} < 0 or q1 < 0 or not more else x[b, r{t}, q1]")
-    for t in loads:
-        src += [f"    if a{t} < {rows_in}:", f"        sm[a{t}, tx] = u{t}"]
-        if extra:
-            src += ["        if more:", f"            sm[a{t}, tx + {UNROLL_TX}] = v{t}"]
     src += [
         "    cuda.syncthreads()",
         "    j = j0 + tx",
@@ -351,24 +338,9 @@ def _make_column_pass(dtype):
             sm[ntile + t] = col[t]
         cv = tmp.dtype.type(cval)
         inside = c < wdt
-        base = i0 * s0 - off0
-        for a in range(ty, rows_in, 4 * PASS_TY):  # four loads in flight, then their stores
-            a1, a2, a3 = a + PASS_TY, a + 2 * PASS_TY, a + 3 * PASS_TY
-            r0 = _map_index(base + a, h, mode) if inside else -1
-            r1 = _map_index(base + a1, h, mode) if inside and a1 < rows_in else -1
-            r2 = _map_index(base + a2, h, mode) if inside and a2 < rows_in else -1
-            r3 = _map_index(base + a3, h, mode) if inside and a3 < rows_in else -1
-            v0 = x[b, r0, c] if r0 >= 0 else cv
-            v1 = x[b, r1, c] if r1 >= 0 else cv
-            v2 = x[b, r2, c] if r2 >= 0 else cv
-            v3 = x[b, r3, c] if r3 >= 0 else cv
-            sm[a * 32 + tx] = v0
-            if a1 < rows_in:
-                sm[a1 * 32 + tx] = v1
-            if a2 < rows_in:
-                sm[a2 * 32 + tx] = v2
-            if a3 < rows_in:
-                sm[a3 * 32 + tx] = v3
+        for a in range(ty, rows_in, PASS_TY):
+            r = _map_index(i0 * s0 - off0 + a, h, mode)
+            sm[a * 32 + tx] = x[b, r, c] if inside and r >= 0 else cv
         cuda.syncthreads()
         if not inside:
             return
@@ -410,26 +382,10 @@ def _make_row_pass(dtype):
         for m in range(col.shape[0]):
             edge += col[m]
         edge *= out.dtype.type(cval)
-        base = j0 * s1 - off1
-        p = ty * cols_in
         if i < ho:
-            for c in range(tx, cols_in, 128):  # four loads in flight, then their stores
-                c1, c2, c3 = c + 32, c + 64, c + 96
-                q0 = _map_index(base + c, wdt, mode)
-                q1 = _map_index(base + c1, wdt, mode) if c1 < cols_in else -1
-                q2 = _map_index(base + c2, wdt, mode) if c2 < cols_in else -1
-                q3 = _map_index(base + c3, wdt, mode) if c3 < cols_in else -1
-                v0 = edge if q0 < 0 else tmp[b, i, q0]
-                v1 = edge if q1 < 0 else tmp[b, i, q1]
-                v2 = edge if q2 < 0 else tmp[b, i, q2]
-                v3 = edge if q3 < 0 else tmp[b, i, q3]
-                sm[p + c] = v0
-                if c1 < cols_in:
-                    sm[p + c1] = v1
-                if c2 < cols_in:
-                    sm[p + c2] = v2
-                if c3 < cols_in:
-                    sm[p + c3] = v3
+            for c in range(tx, cols_in, 32):
+                q = _map_index(j0 * s1 - off1 + c, wdt, mode)
+                sm[ty * cols_in + c] = edge if q < 0 else tmp[b, i, q]
         cuda.syncthreads()
         if i >= ho:
             return
