@@ -144,8 +144,6 @@ def _unrolled_source(kh, kw, taps):
         f"        for c in range(tx, {cols_in}, {UNROLL_TX}):",
         "            q = _map_index(j0 - off1 + c, wdt, mode)",
         "            sm[a, c] = cv if r < 0 or q < 0 else x[b, r, q]",
-    ]
-    src += [
         "    cuda.syncthreads()",
         "    j = j0 + tx",
         "    if j >= out.shape[2]:",
