@@ -108,15 +108,16 @@ def _correlate2d_kernel(x, w, out, off0, off1, s0, s1, d0, d1, mode, cval):
     out[b, i, j] = acc
 
 
-#: the unrolled kernels (stride and dilation 1): blocks of UNROLL_TX x UNROLL_TY threads,
-#: each thread UNROLL_ROWS outputs of one column, kernels of up to UNROLL_MAX_TAPS taps
+#: the register-tiled kernels (stride and dilation 1): blocks of UNROLL_TX x UNROLL_TY
+#: threads, each thread UNROLL_ROWS outputs of one column; kernels of up to
+#: UNROLL_MAX_TAPS taps written out whole, larger ones looping over their columns
 UNROLL_TX, UNROLL_TY, UNROLL_ROWS, UNROLL_MAX_TAPS = 32, 4, 8, 49
+UNROLL_LOOP_ROWS = 16  # larger kernels of up to this many rows loop over their columns
 _UNROLLED = {}
 
 
 def _unrolled_source(kh, kw, taps):
-    """Source of a 2-D correlation kernel for one ``kh x kw`` kernel whose non-zero
-    taps are ``taps`` ((m, k) pairs): zero taps are left out of the code itself.
+    """Source of a 2-D correlation kernel for one ``kh x kw`` kernel.
 
     A block's input window (halo included, mapped through the boundary mode) goes
     to shared memory once; each thread then slides down one column of it, every
@@ -124,10 +125,14 @@ def _unrolled_source(kh, kw, taps):
     UNROLL_ROWS accumulators that needs it, one kernel column's weights at a time
     in registers.  Per output that is ``kw * (rows + kh - 1) / rows`` shared reads
     instead of ``kh * kw``; each output sums its taps column by column.
+
+    ``taps``, the (m, k) pairs of the non-zero weights, writes every column out
+    and leaves the zero taps out of the code itself; None (kernels of more than
+    UNROLL_MAX_TAPS taps, whose written-out code takes minutes to compile) loops
+    over the columns and skips zero weights as it meets them.
     """
     rows, th = UNROLL_ROWS, UNROLL_TY * UNROLL_ROWS
     rows_in, cols_in = th + kh - 1, UNROLL_TX + kw - 1
-    nz = set(taps)
     src = [
         "def kernel(x, w, out, off0, off1, mode, cval):",
         f"    sm = cuda.shared.array(({rows_in}, {cols_in}), DTYPE)",
@@ -149,15 +154,26 @@ def _unrolled_source(kh, kw, taps):
         "    if j >= out.shape[2]:",
         "        return",
         f"    a0 = ty * {rows}",
+        "    zero = out.dtype.type(0)",
     ]
-    src += [f"    acc{r} = out.dtype.type(0)" for r in range(rows)]
-    for k in range(kw):
-        src += [f"    w{m} = w[{m}, {k}]" for m in range(kh) if (m, k) in nz]
+    src += [f"    acc{r} = zero" for r in range(rows)]
+    if taps is None:
+        columns, indent = ["k"], "        "
+        src.append(f"    for k in range({kw}):")
+    else:
+        columns, indent = range(kw), "    "
+    for k in columns:
+        live = [m for m in range(kh) if taps is None or (m, k) in taps]
+        src += [f"{indent}w{m} = w[{m}, {k}]" for m in live]
         for a in range(rows + kh - 1):
-            uses = [(a - m, m) for m in range(kh) if 0 <= a - m < rows and (m, k) in nz]
+            uses = [(a - m, m) for m in live if 0 <= a - m < rows]
             if uses:
-                src.append(f"    v = sm[a0 + {a}, tx + {k}]")
-                src += [f"    acc{r} += w{m} * v" for r, m in uses]
+                src.append(f"{indent}v = sm[a0 + {a}, tx + {k}]")
+            for r, m in uses:
+                if taps is None:
+                    src += [f"{indent}if w{m} != zero:", f"{indent}    acc{r} += w{m} * v"]
+                else:
+                    src.append(f"{indent}acc{r} += w{m} * v")
     src.append("    i = i0 + a0")
     for r in range(rows):
         src += [f"    if i + {r} < out.shape[1]:", f"        out[b, i + {r}, j] = acc{r}"]
@@ -165,7 +181,8 @@ def _unrolled_source(kh, kw, taps):
 
 
 def _unrolled(dtype, kh, kw, taps):
-    """The compiled kernel of :func:`_unrolled_source` (one per dtype and tap pattern)."""
+    """The compiled kernel of :func:`_unrolled_source` (one per dtype, shape and, for
+    written-out kernels, tap pattern)."""
     key = (dtype, kh, kw, taps)
     if key not in _UNROLLED:
         scope = {"cuda": cuda, "DTYPE": numba_dtype(dtype), "_map_index": _map_index}
@@ -239,17 +256,24 @@ _TILED = {}
 def correlate2d(x, w, out, off0, off1, s0, s1, d0, d1, mode, cval):
     """Batched 2-D cross-correlation with boundary handling (see the CPU twin).
 
-    Shared-memory tiles of 32x32 outputs, each thread four of them: the input
-    window with its halo is read once per block, already mapped through the
-    boundary mode, and the kernel sits beside it.  Windows beyond 48 KiB
-    (large strides or dilations) and kernels of more than 256 taps fall back
-    to one output per thread.
+    Stride and dilation 1 (image filtering): the register-tiled kernels of
+    :func:`_unrolled_source`, compiled for the kernel's shape (and, up to
+    UNROLL_MAX_TAPS taps, its zero taps).  Otherwise, and for kernels taller
+    than UNROLL_LOOP_ROWS: shared-memory tiles of 32x32 outputs, each thread
+    four of them, the input window with its halo read once per block, already
+    mapped through the boundary mode, and the kernel beside it.  Windows beyond
+    48 KiB (large strides or dilations) and kernels of more than 256 taps fall
+    back to one output per thread.
     """
     nb, ho, wo = out.shape
     kh, kw = w.shape
     dtype = np.dtype(out.dtype)
-    if s0 == s1 == d0 == d1 == 1 and kh * kw <= UNROLL_MAX_TAPS:
-        taps = tuple((int(m), int(k)) for m, k in zip(*np.nonzero(_host_values(w))))
+    rows_in = UNROLL_TY * UNROLL_ROWS + kh - 1
+    if (s0 == s1 == d0 == d1 == 1 and (kh * kw <= UNROLL_MAX_TAPS or kh <= UNROLL_LOOP_ROWS)
+            and rows_in * (UNROLL_TX + kw - 1) * dtype.itemsize <= SHARED_LIMIT):
+        taps = None
+        if kh * kw <= UNROLL_MAX_TAPS:
+            taps = frozenset((int(m), int(k)) for m, k in zip(*np.nonzero(_host_values(w))))
         kernel = _unrolled(dtype, kh, kw, taps)
         for a, e in _slices(nb):
             blocks = (math.ceil(wo / UNROLL_TX), math.ceil(ho / (UNROLL_TY * UNROLL_ROWS)), e - a)

@@ -96,26 +96,33 @@ def test_separable2d(rng, backend, dtype, boundary, kh, kw, mode, stride, dilati
         np.testing.assert_allclose(out[b], ref, rtol=tol, atol=tol)
 
 
-@pytest.mark.parametrize("boundary", ["reflect", "constant"])
-def test_filters_over_several_tiles_skip_zero_taps(rng, backend, boundary):
+@pytest.mark.parametrize("boundary,kshape", [("reflect", (3, 5)), ("constant", (3, 5)),
+                                             ("mirror", (9, 7))])
+def test_filters_over_several_tiles_skip_zero_taps(rng, backend, boundary, kshape):
     """Images larger than one GPU tile in both directions (the tiles' seams and ragged
     last tiles), with zero taps beside a NaN: the NaN reaches exactly the outputs whose
-    non-zero taps read it, as on the CPU."""
+    non-zero taps read it, as on the CPU.  A 3x5 kernel is written out whole on the
+    GPU, a 9x7 one loops over its columns."""
     x = rng.standard_normal((1, 70, 300)).astype(np.float32)
     nan_at = np.zeros(x.shape[1:])
     nan_at[35, 40] = 1.0
-    w = rng.standard_normal((3, 5)).astype(np.float32)
-    w[1, :] = 0.0  # the centre row: the NaN's own row of outputs never reads it
-    col, row = w[:, 0].copy(), np.array([1.0, 0.0, -2.0, 0.0, 1.0], np.float32)
+    kh, kw = kshape
+    w = rng.standard_normal(kshape).astype(np.float32)
+    w[kh // 2, :] = 0.0  # the centre row: the NaN's own row of outputs never reads it
+    col = w[:, 0].copy()
+    row = np.zeros(kw, np.float32)
+    row[::2] = rng.standard_normal(len(row[::2]))  # the centre and every other tap zero
+    row[kw // 2] = 0.0
     code = BOUNDARY_CODES[boundary]
     for name, args, kernel in (("correlate2d", (w,), w), ("separable2d", (col, row),
                                                            np.outer(col, row))):
         xn = x.copy()
         xn[0, 35, 40] = np.nan
         out = np.full_like(x, -7.0)
-        getattr(backend, name)(xn, *args, out, 1, 2, 1, 1, 1, 1, code, 0.5)
+        getattr(backend, name)(xn, *args, out, kh // 2, kw // 2, 1, 1, 1, 1, code, 0.5)
         reached = naive_correlate(nan_at, (kernel != 0).astype(np.float64), "same", boundary,
                                   0.0) > 0
+        assert reached.any() and not reached[35, 40]
         np.testing.assert_array_equal(np.isnan(out[0]), reached)
         ref = naive_correlate(x[0].astype(np.float64), kernel.astype(np.float64), "same",
                               boundary, 0.5)
