@@ -678,6 +678,21 @@ def conv2d(x, w, b, out, s0, s1, p0, p1, d0, d1):
         _add_bias_kernel[(math.ceil(hw / threads), no, e - a), (threads, 1, 1)](out3[a:e], b)
 
 
+@cuda.jit(device=True, inline=True)
+def _output_at(r, q, m, k, s0, s1, p0, p1, d0, d1, ho, wo):
+    """(i, j) of the output whose window puts tap (m, k) on input (r, q) (a whole
+    stride step inside the output), else (-1, -1)."""
+    a = r + p0 - m * d0
+    e = q + p1 - k * d1
+    if a < 0 or e < 0 or a % s0 != 0 or e % s1 != 0:
+        return -1, -1
+    i = a // s0
+    j = e // s1
+    if i >= ho or j >= wo:
+        return -1, -1
+    return i, j
+
+
 @cuda.jit
 def _conv2d_grad_input_kernel(dy, w, dx, s0, s1, p0, p1, d0, d1):
     """dx[n, c, r, q]: every (o, m, k) whose output position lands on a whole
@@ -685,28 +700,17 @@ def _conv2d_grad_input_kernel(dy, w, dx, s0, s1, p0, p1, d0, d1):
     q, r, t = cuda.grid(3)
     nb, nc, h, wdt = dx.shape
     no, _, kh, kw = w.shape
-    ho, wo = dy.shape[2], dy.shape[3]
     if t >= nb * nc or r >= h or q >= wdt:
         return
     n = t // nc
     c = t - n * nc
     acc = dx.dtype.type(0)
     for m in range(kh):
-        a = r + p0 - m * d0
-        if a < 0 or a % s0 != 0:
-            continue
-        i = a // s0
-        if i >= ho:
-            continue
         for k in range(kw):
-            e = q + p1 - k * d1
-            if e < 0 or e % s1 != 0:
-                continue
-            j = e // s1
-            if j >= wo:
-                continue
-            for o in range(no):
-                acc += w[o, c, m, k] * dy[n, o, i, j]
+            i, j = _output_at(r, q, m, k, s0, s1, p0, p1, d0, d1, dy.shape[2], dy.shape[3])
+            if i >= 0:
+                for o in range(no):
+                    acc += w[o, c, m, k] * dy[n, o, i, j]
     dx[n, c, r, q] = acc
 
 
@@ -722,18 +726,9 @@ def _col2im_kernel(dcols, dx, s0, s1, p0, p1, d0, d1, kh, kw, ho, wo):
     c = t - n * nc
     acc = dx.dtype.type(0)
     for m in range(kh):
-        a = r + p0 - m * d0
-        if a < 0 or a % s0 != 0:
-            continue
-        i = a // s0
-        if i >= ho:
-            continue
         for k in range(kw):
-            e = q + p1 - k * d1
-            if e < 0 or e % s1 != 0:
-                continue
-            j = e // s1
-            if j < wo:
+            i, j = _output_at(r, q, m, k, s0, s1, p0, p1, d0, d1, ho, wo)
+            if i >= 0:
                 acc += dcols[n, (c * kh + m) * kw + k, i * wo + j]
     dx[n, c, r, q] = acc
 
