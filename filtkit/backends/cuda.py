@@ -458,7 +458,7 @@ def separable2d(x, col, row, out, off0, off1, s0, s1, d0, d1, mode, cval):
             blocks, threads = _grid3(e - a, ho, wdt)
             _column_pass_kernel[blocks, threads](x[a:e], col, tmp[a:e], off0, s0, d0, mode,
                                                  cval)
-        if shared_r <= SHARED_LIMIT:
+        if shared_r <= SHARED_LIMIT and math.ceil(ho / PASS_TY) <= MAX_GRID_Z:  # gridDim.y
             blocks = (math.ceil(wo / (32 * PASS_ROWS)), math.ceil(ho / PASS_TY), e - a)
             row_pass[blocks, (32, PASS_TY, 1), 0, shared_r](
                 tmp[a:e], row, col, out[a:e], off1, s1, d1, mode, cval, cols_in)
