@@ -642,9 +642,9 @@ def _im2col_kernel(x, cols, s0, s1, p0, p1, d0, d1, kh, kw, wo):
 
 def _im2col(x, cols, s0, s1, p0, p1, d0, d1, kh, kw, wo):
     nb, nk, hw = cols.shape
-    threads = min(THREADS_1D, 32 * max(1, math.ceil(hw / 32)))
-    _im2col_kernel[(math.ceil(hw / threads), nk, nb), (threads, 1, 1)](
-        x, cols, s0, s1, p0, p1, d0, d1, kh, kw, wo)
+    (blocks,), (threads,) = _grid1(hw)
+    _im2col_kernel[(blocks, nk, nb), (threads, 1, 1)](x, cols, s0, s1, p0, p1, d0, d1, kh,
+                                                       kw, wo)
 
 
 @cuda.jit
@@ -673,9 +673,9 @@ def conv2d(x, w, b, out, s0, s1, p0, p1, d0, d1):
     for a, e in slices:
         cols = device_empty((e - a, nk, hw), x.dtype)
         _im2col(x[a:e], cols, s0, s1, p0, p1, d0, d1, kh, kw, wo)
-        batched_matmul(w2, cols, out3[a:e], False, False)
-        threads = min(THREADS_1D, 32 * max(1, math.ceil(hw / 32)))
-        _add_bias_kernel[(math.ceil(hw / threads), no, e - a), (threads, 1, 1)](out3[a:e], b)
+        batched_matmul(w2, cols, out3[a:e], False, False, False)
+        (blocks,), (threads,) = _grid1(hw)
+        _add_bias_kernel[(blocks, no, e - a), (threads, 1, 1)](out3[a:e], b)
 
 
 @cuda.jit(device=True, inline=True)
@@ -746,7 +746,7 @@ def conv2d_grad_input(dy, w, dx, s0, s1, p0, p1, d0, d1):
         dy3 = dy.reshape((nb, no, hw))
         for a, e in slices:
             dcols = device_empty((e - a, nk, hw), dx.dtype)
-            batched_matmul(w2, dy3[a:e], dcols, True, False)
+            batched_matmul(w2, dy3[a:e], dcols, True, False, False)
             for s, t in _slices(e - a, nc):
                 blocks, threads = _grid3((t - s) * nc, h, wdt)
                 _col2im_kernel[blocks, threads](dcols[s:t], dx[a + s:a + t], s0, s1, p0, p1,
@@ -851,7 +851,7 @@ def conv2d_grad_weight(x, dy, dw, db, s0, s1, p0, p1, d0, d1, nchunks):
             cols = device_empty((e - a, nk, hw), x.dtype)
             _im2col(x[a:e], cols, s0, s1, p0, p1, d0, d1, kh, kw, wo)
             part = device_empty((e - a, no, nk), dw.dtype)
-            batched_matmul(dy3[a:e], cols, part, False, True)
+            batched_matmul(dy3[a:e], cols, part, False, True, False)
             blocks, threads = _grid3(1, no, nk)
             _sum_batch_kernel[blocks[:2], threads[:2]](part, dw2, a > 0)
     dtype = np.dtype(db.dtype)
@@ -1012,9 +1012,9 @@ def _cupy():
 _CUPY = False
 
 
-def batched_matmul(a, b, out, trans_a, trans_b):
-    """``out[z] = op(a[z]) @ op(b[z])`` for 3-D device arrays; ``a`` or ``b`` may hold
-    one matrix for every ``z`` (no CPU twin: the CPU runs one GEMM per sample).
+def batched_matmul(a, b, out, trans_a, trans_b, accumulate):
+    """``out[z] (+)= op(a[z]) @ op(b[z])`` for 3-D device arrays; ``a`` or ``b`` may
+    hold one matrix for every ``z`` (no CPU twin: the CPU runs one GEMM per sample).
 
     cuBLAS (through CuPy) where CuPy is installed, else the shared-memory tiled
     GEMM: each 16x16 block one tile of one ``out[z]``, each thread one element
@@ -1024,28 +1024,8 @@ def batched_matmul(a, b, out, trans_a, trans_b):
     cp = _cupy()
     if cp is not None:
         opa, opb = cp.asarray(a), cp.asarray(b)
-        cp.matmul(opa.transpose(0, 2, 1) if trans_a else opa,
-                  opb.transpose(0, 2, 1) if trans_b else opb, out=cp.asarray(out))
-        return
-    dtype = np.dtype(out.dtype)
-    if dtype not in _MATMUL:
-        _MATMUL[dtype] = _make_tiled_matmul(numba_dtype(dtype))
-    nz, m, n = out.shape
-    for s, e in _slices(nz):
-        blocks = (max(1, math.ceil(n / GEMM_TILE)), max(1, math.ceil(m / GEMM_TILE)), e - s)
-        _MATMUL[dtype][blocks, (GEMM_TILE, GEMM_TILE)](
-            a[s:e] if a.shape[0] > 1 else a, b[s:e] if b.shape[0] > 1 else b, out[s:e],
-            trans_a, trans_b, False)
-
-
-def matmul(a, b, out, trans_a, trans_b, accumulate):
-    """``out (+)= op(a) @ op(b)`` (see the CPU twin): cuBLAS through CuPy where CuPy is
-    installed, else the tiled GEMM of :func:`batched_matmul` (``out`` up to 65535 * 16
-    rows)."""
-    cp = _cupy()
-    if cp is not None:
-        opa, opb = cp.asarray(a), cp.asarray(b)
-        opa, opb = opa.T if trans_a else opa, opb.T if trans_b else opb
+        opa = opa.transpose(0, 2, 1) if trans_a else opa
+        opb = opb.transpose(0, 2, 1) if trans_b else opb
         if accumulate:
             dest = cp.asarray(out)
             dest += cp.matmul(opa, opb)
@@ -1055,11 +1035,19 @@ def matmul(a, b, out, trans_a, trans_b, accumulate):
     dtype = np.dtype(out.dtype)
     if dtype not in _MATMUL:
         _MATMUL[dtype] = _make_tiled_matmul(numba_dtype(dtype))
-    m, n = out.shape
-    blocks = (max(1, math.ceil(n / GEMM_TILE)), max(1, math.ceil(m / GEMM_TILE)), 1)
-    _MATMUL[dtype][blocks, (GEMM_TILE, GEMM_TILE)](
-        a.reshape((1,) + tuple(a.shape)), b.reshape((1,) + tuple(b.shape)),
-        out.reshape((1, m, n)), trans_a, trans_b, accumulate)
+    nz, m, n = out.shape
+    for s, e in _slices(nz):
+        blocks = (max(1, math.ceil(n / GEMM_TILE)), max(1, math.ceil(m / GEMM_TILE)), e - s)
+        _MATMUL[dtype][blocks, (GEMM_TILE, GEMM_TILE)](
+            a[s:e] if a.shape[0] > 1 else a, b[s:e] if b.shape[0] > 1 else b, out[s:e],
+            trans_a, trans_b, accumulate)
+
+
+def matmul(a, b, out, trans_a, trans_b, accumulate):
+    """``out (+)= op(a) @ op(b)`` (see the CPU twin): :func:`batched_matmul` of one
+    matrix (``out`` up to 65535 * 16 rows on the tiled GEMM)."""
+    batched_matmul(a.reshape((1,) + tuple(a.shape)), b.reshape((1,) + tuple(b.shape)),
+                   out.reshape((1,) + tuple(out.shape)), trans_a, trans_b, accumulate)
 
 
 @cuda.jit
