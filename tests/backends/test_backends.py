@@ -212,33 +212,6 @@ def _conv_data(rng, dtype, case):
     return x, wt, b, dy
 
 
-@pytest.mark.skipif("cuda" not in BACKENDS, reason="no GPU and no CUDA simulator")
-@pytest.mark.parametrize("per_slice", [0, 2])
-def test_cuda_conv_layers_beyond_the_columns_limit(rng, monkeypatch, per_slice):
-    """The GPU's convolution layers unroll at most COLS_LIMIT column elements at once:
-    longer batches go in slices (2 samples each here: 2 slices, the weight gradient
-    summed across them), and a sample beyond it alone takes the direct kernels (0)."""
-    from filtkit.backends import cuda as cuda_backend
-
-    case = CONV_CASES[3]  # 4 samples, stride, padding and dilation
-    x, w, b, dy = _conv_data(rng, np.float64, case)
-    s, p, d = case[6:]
-    nk, hw = w[0].size, dy.shape[2] * dy.shape[3]
-    monkeypatch.setattr(cuda_backend, "COLS_LIMIT", per_slice * nk * hw)
-    cu = BACKENDS["cuda"]
-    out = np.full(dy.shape, np.nan)
-    cu.conv2d(x, w, b, out, *s, *p, *d)
-    _assert_close(out, naive_conv2d(x, w, b, s, p, d), np.float64)
-    dx = np.full(x.shape, np.nan)
-    cu.conv2d_grad_input(dy, w, dx, *s, *p, *d)
-    _assert_close(dx, naive_conv2d_grad_input(dy, w, x.shape, s, p, d), np.float64)
-    dw, db = np.full(w.shape, np.nan), np.full(w.shape[0], np.nan)
-    cu.conv2d_grad_weight(x, dy, dw, db, *s, *p, *d, 1)
-    ref_w, ref_b = naive_conv2d_grad_weight(x, dy, w.shape, s, p, d)
-    _assert_close(dw, ref_w, np.float64)
-    _assert_close(db, ref_b, np.float64)
-
-
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 @pytest.mark.parametrize("case", CONV_CASES)
 def test_conv2d(rng, backend, dtype, case):
@@ -276,6 +249,23 @@ def test_conv2d_grad_weight(rng, backend, dtype, case):
             backend.conv2d_grad_weight(x, dy, dw, db, *s, *p, *d, nchunks)
         _assert_close(dw, ref_w, dtype)
         _assert_close(db, ref_b, dtype)
+
+
+@pytest.mark.skipif("cuda" not in BACKENDS, reason="no GPU and no CUDA simulator")
+@pytest.mark.parametrize("per_slice", [0, 2])
+def test_cuda_conv_layers_beyond_the_columns_limit(rng, monkeypatch, per_slice):
+    """The GPU's convolution layers unroll at most COLS_LIMIT column elements at once:
+    longer batches go in slices (2 samples each here: 2 slices, the weight gradient
+    summed across them), and a sample beyond it alone takes the direct kernels (0).
+    The same three test bodies as above, under the lowered limit."""
+    from filtkit.backends import cuda as cuda_backend
+
+    case = CONV_CASES[3]  # 4 samples, stride, padding and dilation
+    x, w, _, dy = _conv_data(rng, np.float64, case)
+    monkeypatch.setattr(cuda_backend, "COLS_LIMIT", per_slice * w[0].size * dy[0, 0].size)
+    cu = BACKENDS["cuda"]
+    for test in (test_conv2d, test_conv2d_grad_input, test_conv2d_grad_weight):
+        test(rng, cu, np.float64, case)
 
 
 #: ((k0, k1), (s0, s1), (p0, p1)): padding at most k // 2, mostly overlapping windows
