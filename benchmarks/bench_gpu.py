@@ -5,6 +5,7 @@ Run on a machine with an NVIDIA GPU, CuPy and torch, from the repository root::
     python benchmarks/bench_gpu.py                  # prints the tables
     python benchmarks/bench_gpu.py --md FILE        # also writes them as markdown to FILE
     python benchmarks/bench_gpu.py --sweep          # also times the tile shapes
+    python benchmarks/bench_gpu.py --launch         # also numba's launch against filtkit's
 
 First checks that the GPU results equal the CPU backend's on small random
 arrays (every boundary mode, stride and dilation, the direct and the separable
@@ -21,9 +22,11 @@ path; relative 1e-5), then times, on 4096² and 8192² float32 images:
 filtkit takes and returns device arrays through its public functions
 (validation and kernel upload included).  Times are medians of CUDA-synchronised
 wall-clock runs after a warm-up (the warm-up, with any compilation, is reported
-as "first call"); ratios are peer time / filtkit time (above 1 = filtkit
-faster).  Bandwidth is (input + output bytes) / time against a measured
-device-to-device copy.
+as "first call"), and per call of 30 calls in a row with one synchronisation
+at the end ("pipelined": the host's work hides behind the GPU's, so this is the
+GPU time where the GPU is the slower); ratios are peer time / filtkit time
+(above 1 = filtkit faster).  Bandwidth is (input + output bytes) / time against
+a measured device-to-device copy.
 
 Then one training step (forward, cross-entropy, backward, Adam step, the loss
 read back to the host as ``fit`` reads it) of filtkit's LeNet-5 and convnet on
@@ -71,6 +74,28 @@ def timed(f, reps=30):
         sync()
         ts.append(time.perf_counter() - t0)
     return statistics.median(ts), first
+
+
+def pipelined(f, reps=30):
+    """Seconds per call of ``reps`` calls in a row, one synchronisation at the end: the
+    host's work overlaps the GPU's, so this is the GPU time where the GPU is the slower."""
+    f()
+    sync()
+    t0 = time.perf_counter()
+    for _ in range(reps):
+        f()
+    sync()
+    return (time.perf_counter() - t0) / reps
+
+
+def filter_row(label, x, fk, peer, peer2=None):
+    """A table row: filtkit's function ``fk`` against cupyx's ``peer`` (and torch's
+    ``peer2``) on the image ``x``, each call synchronised and pipelined."""
+    (t_fk, first), (t_cp, _) = timed(fk), timed(peer)
+    r_th = timed(peer2)[0] / t_fk if peer2 is not None else float("nan")
+    p_fk, p_cp = pipelined(fk), pipelined(peer)
+    return (label, t_fk, t_cp / t_fk, r_th, 2 * x.nbytes / t_fk / 1e9, p_fk, p_cp / p_fk,
+            2 * x.nbytes / p_fk / 1e9, _rel_err(fk(), peer()), first)
 
 
 def copy_bandwidth():
@@ -121,9 +146,7 @@ def correlation_case(x, k):
         with torch.no_grad():
             return torch.nn.functional.conv2d(xt, wt, padding=k // 2)
 
-    (t_fk, first), (t_cp, _), (t_th, _) = timed(fk), timed(peer), timed(conv)
-    return (f"correlate {n}² f32 K{k}", t_fk, t_cp / t_fk, t_th / t_fk,
-            2 * x.nbytes / t_fk / 1e9, _rel_err(fk(), peer()), first)
+    return filter_row(f"correlate {n}² f32 K{k}", x, fk, peer, conv)
 
 
 def gaussian_case(x, sigma):
@@ -139,9 +162,7 @@ def gaussian_case(x, sigma):
     def peer():
         return cndi.gaussian_filter(x, sigma, mode="nearest", truncate=4.0)
 
-    (t_fk, first), (t_cp, _) = timed(fk), timed(peer)
-    return (f"gaussian σ{sigma:g} {n}² f32", t_fk, t_cp / t_fk, float("nan"),
-            2 * x.nbytes / t_fk / 1e9, _rel_err(fk(), peer()), first)
+    return filter_row(f"gaussian σ{sigma:g} {n}² f32", x, fk, peer)
 
 
 def sobel_case(x):
@@ -158,13 +179,12 @@ def sobel_case(x):
         g1 = cndi.sobel(x, 1, mode="reflect")
         return cp.hypot(g0, g1) / np.float32(4 * np.sqrt(2))
 
-    (t_fk, first), (t_cp, _) = timed(fk), timed(peer)
-    return (f"sobel {n}² f32", t_fk, t_cp / t_fk, float("nan"), 2 * x.nbytes / t_fk / 1e9,
-            _rel_err(fk(), peer()), first)
+    return filter_row(f"sobel {n}² f32", x, fk, peer)
 
 
-def training_case(arch, batch):
-    """One training step of filtkit on the GPU and of the same torch network on CUDA."""
+def training_steps(arch, batch):
+    """One training step of filtkit on the GPU and of the same torch network on CUDA, as
+    two functions, and their first losses' relative difference."""
     from bench_cnn import ARCHS, LR, to_torch
 
     model = ARCHS[arch](seed=0)
@@ -200,8 +220,35 @@ def training_case(arch, batch):
         topt.step()
         return value.item()
 
+    return fk, th, agree
+
+
+def training_case(arch, batch):
+    fk, th, agree = training_steps(arch, batch)
     (t_fk, first), (t_th, _) = timed(fk, 50), timed(th, 50)
     return arch, batch, t_fk, t_th, agree, first
+
+
+def launch_comparison():
+    """numba's own kernel launch against filtkit's (``FAST_LAUNCH``), in turns."""
+    lines = ["", "Kernel launch: numba's against filtkit's fast path (medians of two turns "
+             "each):", "", "| case | numba's launch ms | fast launch ms | numba / fast |",
+             "|---|---|---|---|"]
+    xd = cuda.as_cuda_array(cp.random.random((4096, 4096), dtype=cp.float32))
+    w = np.random.default_rng(3).standard_normal((3, 3)).astype(np.float32)
+    cases = [("correlate 4096² K3", lambda: signal.correlate(xd, w, method="direct"))]
+    for arch, batch in (("lenet5", 64), ("lenet5", 256), ("convnet", 256)):
+        cases.append((f"{arch} batch {batch} training step", training_steps(arch, batch)[0]))
+    saved = cuda_backend.FAST_LAUNCH
+    for label, f in cases:
+        times = {False: [], True: []}
+        for fast in (False, True, False, True):
+            cuda_backend.FAST_LAUNCH = fast and saved
+            times[fast].append(timed(f, 30)[0])
+        slow, fast = statistics.median(times[False]), statistics.median(times[True])
+        lines.append(f"| {label} | {slow * 1e3:.3f} | {fast * 1e3:.3f} | {slow / fast:.2f} |")
+    cuda_backend.FAST_LAUNCH = saved
+    return lines
 
 
 def sweep(x):
@@ -236,11 +283,14 @@ def main(argv=None):
     ap.add_argument("--md", help="write the tables as markdown to this file")
     ap.add_argument("--sweep", action="store_true", help="also time the tile shapes")
     ap.add_argument("--skip-training", action="store_true")
+    ap.add_argument("--skip-filters", action="store_true")
+    ap.add_argument("--launch", action="store_true",
+                    help="also time numba's kernel launch against filtkit's fast path")
     args = ap.parse_args(argv)
     bw = copy_bandwidth()
     err = parity()
     rows = []
-    for n in (4096, 8192):
+    for n in () if args.skip_filters else (4096, 8192):
         x = cp.random.random((n, n), dtype=cp.float32)
         for k in (3, 5, 7, 9, 15):
             rows.append(correlation_case(x, k))
@@ -252,13 +302,17 @@ def main(argv=None):
     lines = [f"GPU: {name}; device-to-device copy {bw:.0f} GB/s (read + write); "
              f"parity with the CPU backend: max rel. diff {err:.1e}",
              "",
-             "| case | filtkit ms | cupyx / filtkit | torch / filtkit | GB/s (% copy) | err "
-             "| first call s |",
-             "|---|---|---|---|---|---|---|"]
-    for label, t, r_cp, r_th, gbs, e, first in rows:
+             "Each call synchronised, then (pipelined) 30 calls in a row and one "
+             "synchronisation:",
+             "",
+             "| case | filtkit ms | cupyx / filtkit | torch / filtkit | GB/s (% copy) "
+             "| pipelined: filtkit ms | cupyx / filtkit | GB/s (% copy) | err | first call s |",
+             "|---|---|---|---|---|---|---|---|---|---|"]
+    for label, t, r_cp, r_th, gbs, p, p_cp, p_gbs, e, first in rows:
         th = "-" if r_th != r_th else f"{r_th:.2f}"
         lines.append(f"| {label} | {t * 1e3:.3f} | {r_cp:.2f} | {th} | "
-                     f"{gbs:.0f} ({100 * gbs / bw:.0f}%) | {e:.1e} | {first:.2f} |")
+                     f"{gbs:.0f} ({100 * gbs / bw:.0f}%) | {p * 1e3:.3f} | {p_cp:.2f} | "
+                     f"{p_gbs:.0f} ({100 * p_gbs / bw:.0f}%) | {e:.1e} | {first:.2f} |")
     if not args.skip_training:
         lines += ["", "| training step | filtkit ms | torch ms | torch / filtkit "
                   "| filtkit img/s | first loss rel. diff | first call s |",
@@ -268,6 +322,8 @@ def main(argv=None):
                 a, b, t_fk, t_th, agree, first = training_case(arch, batch)
                 lines.append(f"| {a} batch {b} | {t_fk * 1e3:.3f} | {t_th * 1e3:.3f} | "
                              f"{t_th / t_fk:.2f} | {b / t_fk:,.0f} | {agree:.1e} | {first:.2f} |")
+    if args.launch:
+        lines += launch_comparison()
     if args.sweep:
         lines += sweep(cp.random.random((8192, 8192), dtype=cp.float32))
     text = "\n".join(lines)

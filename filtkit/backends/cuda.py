@@ -21,13 +21,14 @@ run on a shared-memory tiled GEMM (:func:`matmul`).
 Numba's CUDA simulator (slow: test on small arrays).
 """
 
+import functools
 import math
 
 import numpy as np
 from numba import config, cuda
 from numba.np.numpy_support import from_dtype as numba_dtype
 
-from . import cpu
+from . import c_strides, cpu
 
 # the scalar cores the twins share, compiled for the device from the CPU's own source
 _map_index = cuda.jit(device=True, inline=True)(cpu._map_index.py_func)
@@ -40,6 +41,136 @@ _sgd_element = cuda.jit(device=True, inline=True)(cpu._sgd_element.py_func)
 
 THREADS_1D = 256
 THREADS_2D = (16, 16)
+
+
+# -- launching -------------------------------------------------------------------------------
+#: launch a kernel through cuda.core directly once numba has compiled and launched it for
+#: an argument signature: numba's own launch types every argument afresh each time (about
+#: 0.3 ms per launch, most of a training step's host time, in a profile on the H200).  Off
+#: on the simulator (whose kernels are Python) and with several GPUs visible (a compiled
+#: function belongs to the device it was loaded on).
+FAST_LAUNCH = not config.ENABLE_CUDASIM
+if FAST_LAUNCH:
+    try:  # only where numba itself launches through cuda.core (numba-cuda 0.30 does)
+        import ctypes
+
+        from cuda.core import LaunchConfig as _LaunchConfig
+        from cuda.core import launch as _core_launch
+        from numba.cuda import dispatcher as _numba_dispatcher
+        from numba.cuda.cudadrv.devicearray import DeviceNDArray as _DeviceNDArray
+
+        FAST_LAUNCH = getattr(_numba_dispatcher, "launch", None) is _core_launch
+    except ImportError:  # pragma: no cover - another numba-cuda
+        FAST_LAUNCH = False
+
+
+class _Launcher:
+    """A ``@cuda.jit`` kernel, launched as numba's (``kernel[blocks, threads](*args)``,
+    optionally ``[blocks, threads, 0, shared_bytes]``).
+
+    The first launch of each argument signature (the arrays' dtypes and dimensions, the
+    scalars' types) goes through numba, which compiles, type-checks and launches; later
+    ones pass the arguments as numba passes them (an array as meminfo, parent, size,
+    itemsize, data pointer, shape and strides; a scalar as the ctype of its parameter)
+    straight to ``cuda.core.launch``.  An array whose strides are not C strides, another
+    stream, or a signature numba compiled with options the fast path does not replicate
+    always takes numba's path.
+    """
+
+    __slots__ = ("dispatcher", "_signatures")
+
+    def __init__(self, dispatcher):
+        self.dispatcher = dispatcher
+        self._signatures = {}  # signature key -> (cuda.core kernel, converters) or None
+
+    def __getitem__(self, launch):
+        return functools.partial(self._launch, launch)
+
+    def _launch(self, launch, *args):
+        key = None
+        if FAST_LAUNCH and (len(launch) < 3 or not launch[2]):
+            key = tuple((a.dtype, a.ndim) if type(a) is _DeviceNDArray else type(a)
+                        for a in args)
+            compiled = self._signatures.get(key)
+            if compiled is not None:
+                params = _params(args, compiled[1])
+                if params is not None:
+                    _core_launch(_STREAM[0], _launch_config(launch), compiled[0], *params)
+                    return
+        self.dispatcher[launch](*args)
+        if key is not None and key not in self._signatures:
+            self._signatures[key] = _compiled(self.dispatcher, args)
+
+
+def _kernel(fn):
+    """``@cuda.jit`` for a kernel: its :class:`_Launcher` (numba's dispatcher itself on
+    the simulator)."""
+    dispatcher = cuda.jit(fn)
+    return _Launcher(dispatcher) if FAST_LAUNCH else dispatcher
+
+
+_STREAM = []  # the default stream, as cuda.core takes it (made at the first launch)
+_CONFIGS = {}  # launch tuple -> LaunchConfig
+
+
+def _launch_config(launch):
+    cfg = _CONFIGS.get(launch)
+    if cfg is None:
+        grid, block = (tuple(int(n) for n in (d if isinstance(d, (tuple, list)) else (d,)))
+                       for d in launch[:2])
+        cfg = _LaunchConfig(grid=grid, block=block,
+                            shmem_size=launch[3] if len(launch) > 3 else 0)
+        if len(_CONFIGS) >= 4096:
+            _CONFIGS.clear()
+        _CONFIGS[launch] = cfg
+    return cfg
+
+
+def _compiled(dispatcher, args):
+    """``(cuda.core kernel, converters)`` of the overload numba launched for ``args``,
+    or None where the fast path would not launch it exactly as numba does."""
+    types = _numba_dispatcher.types
+    if len(cuda.gpus) != 1:
+        return None
+    kernel = dispatcher.overloads.get(tuple(dispatcher.typeof_pyval(a) for a in args))
+    if kernel is None or kernel.debug or kernel.cooperative or kernel.extensions:
+        return None
+    converters = []
+    for a, t in zip(args, kernel.argument_types):
+        if isinstance(t, types.Array):
+            if t.layout != "C" or type(a) is not _DeviceNDArray:
+                return None
+            converters.append(None)
+        elif isinstance(t, types.Integer):
+            converters.append(getattr(ctypes, f"c_{t}"))
+        elif t == types.float64:
+            converters.append(ctypes.c_double)
+        elif t == types.float32:
+            converters.append(ctypes.c_float)
+        elif t == types.boolean:
+            converters.append(bool)
+        else:
+            return None
+    if not _STREAM:
+        from numba.cuda.cudadrv import driver
+
+        _STREAM.append(driver._to_core_stream(0))
+    return kernel._codelibrary.get_cufunc().kernel, tuple(converters)
+
+
+def _params(args, converters):
+    """The kernel parameters of ``args`` as numba passes them, or None for an array
+    without C strides."""
+    params = []
+    for a, convert in zip(args, converters):
+        if convert is None:
+            shape, strides, itemsize = a.shape, a.strides, a.dtype.itemsize
+            if strides != c_strides(shape, itemsize):
+                return None
+            params += (0, 0, a.size, itemsize, a.device_ctypes_pointer.value, *shape, *strides)
+        else:
+            params.append(convert(a))
+    return params
 
 
 def device_empty(shape, dtype):
@@ -63,6 +194,12 @@ def _grid1(n):
     (a parameter's bias, a batch's rows: no idle warps launched)."""
     threads = min(THREADS_1D, 32 * max(1, math.ceil(n / 32)))
     return (max(1, math.ceil(n / threads)),), (threads,)
+
+
+def _rows(x, a, e):
+    """``x[a:e]``, or ``x`` itself for all of it (a view is a new numba array object,
+    which costs more host time than some kernels)."""
+    return x if a == 0 and e == x.shape[0] else x[a:e]
 
 
 MAX_GRID_Z = 65535  # CUDA's limit on gridDim.z: longer batches launch in slices
@@ -89,7 +226,7 @@ def boundary_index(n, lo, hi, mode):
 
 
 # -- 2-D correlation -------------------------------------------------------------------------
-@cuda.jit
+@_kernel
 def _correlate2d_kernel(x, w, out, off0, off1, s0, s1, d0, d1, mode, cval):
     j, i, b = cuda.grid(3)
     nb, h, wdt = x.shape
@@ -187,7 +324,7 @@ def _unrolled(dtype, kh, kw, taps):
     if key not in _UNROLLED:
         scope = {"cuda": cuda, "DTYPE": numba_dtype(dtype), "_map_index": _map_index}
         exec(_unrolled_source(kh, kw, taps), scope)  # noqa: S102 - our own generated source
-        _UNROLLED[key] = cuda.jit(scope["kernel"])
+        _UNROLLED[key] = _kernel(scope["kernel"])
     return _UNROLLED[key]
 
 
@@ -206,7 +343,7 @@ SHARED_LIMIT = 48 * 1024  # bytes of dynamic shared memory every CUDA device all
 def _make_tiled_correlate2d(dtype):
     """The tiled kernel for one dtype (a shared array's dtype is fixed at compile time)."""
 
-    @cuda.jit
+    @_kernel
     def kernel(x, w, out, off0, off1, s0, s1, d0, d1, mode, cval, rows_in, cols_in):
         # one block: a TILE_H x TILE_W output tile; its input window (halo included,
         # already mapped through the boundary mode) and the kernel go to shared memory
@@ -277,7 +414,8 @@ def correlate2d(x, w, out, off0, off1, s0, s1, d0, d1, mode, cval):
         kernel = _unrolled(dtype, kh, kw, taps)
         for a, e in _slices(nb):
             blocks = (math.ceil(wo / UNROLL_TX), math.ceil(ho / (UNROLL_TY * UNROLL_ROWS)), e - a)
-            kernel[blocks, (UNROLL_TX, UNROLL_TY, 1)](x[a:e], w, out[a:e], off0, off1, mode, cval)
+            kernel[blocks, (UNROLL_TX, UNROLL_TY, 1)](_rows(x, a, e), w, _rows(out, a, e), off0,
+                                                      off1, mode, cval)
         return
     rows_in = (TILE_H - 1) * s0 + (kh - 1) * d0 + 1
     cols_in = (TILE_W - 1) * s1 + (kw - 1) * d1 + 1
@@ -289,14 +427,15 @@ def correlate2d(x, w, out, off0, off1, s0, s1, d0, d1, mode, cval):
         if tiled:
             blocks = (math.ceil(wo / TILE_W), math.ceil(ho / TILE_H), e - a)
             _TILED[dtype][blocks, (TILE_W, TILE_THREADS_Y, 1), 0, shared](
-                x[a:e], w, out[a:e], off0, off1, s0, s1, d0, d1, mode, cval, rows_in, cols_in)
+                _rows(x, a, e), w, _rows(out, a, e), off0, off1, s0, s1, d0, d1, mode, cval,
+                rows_in, cols_in)
         else:
             blocks, threads = _grid3(e - a, ho, wo)
-            _correlate2d_kernel[blocks, threads](x[a:e], w, out[a:e], off0, off1, s0, s1, d0,
-                                                 d1, mode, cval)
+            _correlate2d_kernel[blocks, threads](_rows(x, a, e), w, _rows(out, a, e), off0, off1,
+                                                 s0, s1, d0, d1, mode, cval)
 
 
-@cuda.jit
+@_kernel
 def _column_pass_kernel(x, col, tmp, off0, s0, d0, mode, cval):
     """tmp[b, i, c] = sum_m col[m] * X[b, i*s0 + m*d0 - off0, c] (every source column)."""
     c, i, b = cuda.grid(3)
@@ -314,7 +453,7 @@ def _column_pass_kernel(x, col, tmp, off0, s0, d0, mode, cval):
     tmp[b, i, c] = acc
 
 
-@cuda.jit
+@_kernel
 def _row_pass_kernel(tmp, row, col, out, off1, s1, d1, mode, cval):
     """out[b, i, j] = sum_k row[k] * T[b, i, j*s1 + k*d1 - off1]; beyond T's columns
     (constant mode) T reads ``cval * sum(col)``, what the 2-D kernel sees there."""
@@ -344,7 +483,7 @@ PASS_TY, PASS_ROWS = 8, 8
 def _make_column_pass(dtype):
     """The tiled column pass for one dtype."""
 
-    @cuda.jit
+    @_kernel
     def kernel(x, col, tmp, off0, s0, d0, mode, cval, rows_in):
         # one block: 32 columns x PASS_TY * PASS_ROWS rows of ``tmp``; the input rows
         # they read (mapped through the boundary mode) and the taps go to shared memory
@@ -385,7 +524,7 @@ def _make_column_pass(dtype):
 def _make_row_pass(dtype):
     """The tiled row pass for one dtype."""
 
-    @cuda.jit
+    @_kernel
     def kernel(tmp, row, col, out, off1, s1, d1, mode, cval, cols_in):
         # one block: PASS_TY rows x 32 * PASS_ROWS columns of ``out``; the stretch of
         # ``tmp`` they read (beyond its columns, constant mode: cval * sum(col), what
@@ -453,22 +592,22 @@ def separable2d(x, col, row, out, off0, off1, s0, s1, d0, d1, mode, cval):
         if shared_c <= SHARED_LIMIT:
             blocks = (math.ceil(wdt / 32), math.ceil(ho / (PASS_TY * PASS_ROWS)), e - a)
             column_pass[blocks, (32, PASS_TY, 1), 0, shared_c](
-                x[a:e], col, tmp[a:e], off0, s0, d0, mode, cval, rows_in)
+                _rows(x, a, e), col, _rows(tmp, a, e), off0, s0, d0, mode, cval, rows_in)
         else:
             blocks, threads = _grid3(e - a, ho, wdt)
-            _column_pass_kernel[blocks, threads](x[a:e], col, tmp[a:e], off0, s0, d0, mode,
-                                                 cval)
+            _column_pass_kernel[blocks, threads](_rows(x, a, e), col, _rows(tmp, a, e), off0, s0,
+                                                 d0, mode, cval)
         if shared_r <= SHARED_LIMIT and math.ceil(ho / PASS_TY) <= MAX_GRID_Z:  # gridDim.y
             blocks = (math.ceil(wo / (32 * PASS_ROWS)), math.ceil(ho / PASS_TY), e - a)
             row_pass[blocks, (32, PASS_TY, 1), 0, shared_r](
-                tmp[a:e], row, col, out[a:e], off1, s1, d1, mode, cval, cols_in)
+                _rows(tmp, a, e), row, col, _rows(out, a, e), off1, s1, d1, mode, cval, cols_in)
         else:
             blocks, threads = _grid3(e - a, ho, wo)
-            _row_pass_kernel[blocks, threads](tmp[a:e], row, col, out[a:e], off1, s1, d1,
-                                              mode, cval)
+            _row_pass_kernel[blocks, threads](_rows(tmp, a, e), row, col, _rows(out, a, e), off1,
+                                              s1, d1, mode, cval)
 
 
-@cuda.jit
+@_kernel
 def _magnitude_kernel(g0, g1, out, scale):
     j, i, b = cuda.grid(3)
     if b >= out.shape[0] or i >= out.shape[1] or j >= out.shape[2]:
@@ -487,12 +626,12 @@ def gradient_magnitude2d(x, edge, smooth, out, mode, cval):
     separable2d(x, smooth, edge, g1, off, off, 1, 1, 1, 1, mode, cval)
     for a, e in _slices(out.shape[0]):
         blocks, threads = _grid3(e - a, *out.shape[1:])
-        _magnitude_kernel[blocks, threads](g0[a:e], g1[a:e], out[a:e],
+        _magnitude_kernel[blocks, threads](_rows(g0, a, e), _rows(g1, a, e), _rows(out, a, e),
                                            out.dtype.type(math.sqrt(2.0)))
 
 
 # -- pooling -------------------------------------------------------------------------------
-@cuda.jit
+@_kernel
 def _max_pool_kernel(x, out, argmax, k0, k1, s0, s1, p0, p1):
     j, i, b = cuda.grid(3)
     nb, h, w = x.shape
@@ -507,10 +646,11 @@ def max_pool2d(x, out, argmax, k0, k1, s0, s1, p0, p1):
     """Max pooling with torch's first-maximum / NaN rule (see the CPU twin)."""
     for a, e in _slices(out.shape[0]):
         blocks, threads = _grid3(e - a, *out.shape[1:])
-        _max_pool_kernel[blocks, threads](x[a:e], out[a:e], argmax[a:e], k0, k1, s0, s1, p0, p1)
+        _max_pool_kernel[blocks, threads](_rows(x, a, e), _rows(out, a, e), _rows(argmax, a, e),
+                                          k0, k1, s0, s1, p0, p1)
 
 
-@cuda.jit
+@_kernel
 def _max_pool_backward_kernel(dy, argmax, dx, k0, k1, s0, s1, p0, p1):
     """dx[b, r, c] = sum of dy over the windows whose argmax is (r, c): a gather."""
     c, r, b = cuda.grid(3)
@@ -537,11 +677,11 @@ def max_pool2d_backward(dy, argmax, dx, k0, k1, s0, s1, p0, p1):
     geometry is needed here to gather instead of scatter)."""
     for a, e in _slices(dx.shape[0]):
         blocks, threads = _grid3(e - a, *dx.shape[1:])
-        _max_pool_backward_kernel[blocks, threads](dy[a:e], argmax[a:e], dx[a:e], k0, k1, s0,
-                                                   s1, p0, p1)
+        _max_pool_backward_kernel[blocks, threads](_rows(dy, a, e), _rows(argmax, a, e),
+                                                   _rows(dx, a, e), k0, k1, s0, s1, p0, p1)
 
 
-@cuda.jit
+@_kernel
 def _avg_pool_kernel(x, out, k0, k1, s0, s1, p0, p1):
     j, i, b = cuda.grid(3)
     nb, h, w = x.shape
@@ -556,10 +696,10 @@ def avg_pool2d(x, out, k0, k1, s0, s1, p0, p1):
     """Mean pooling, zero padding counted in the mean (see the CPU twin)."""
     for a, e in _slices(out.shape[0]):
         blocks, threads = _grid3(e - a, *out.shape[1:])
-        _avg_pool_kernel[blocks, threads](x[a:e], out[a:e], k0, k1, s0, s1, p0, p1)
+        _avg_pool_kernel[blocks, threads](_rows(x, a, e), _rows(out, a, e), k0, k1, s0, s1, p0, p1)
 
 
-@cuda.jit
+@_kernel
 def _avg_pool_backward_kernel(dy, dx, k0, k1, s0, s1, p0, p1):
     c, r, b = cuda.grid(3)
     nb, h, w = dx.shape
@@ -582,11 +722,12 @@ def avg_pool2d_backward(dy, dx, k0, k1, s0, s1, p0, p1):
     """Spread each ``dy / (k0*k1)`` over its window (see the CPU twin)."""
     for a, e in _slices(dx.shape[0]):
         blocks, threads = _grid3(e - a, *dx.shape[1:])
-        _avg_pool_backward_kernel[blocks, threads](dy[a:e], dx[a:e], k0, k1, s0, s1, p0, p1)
+        _avg_pool_backward_kernel[blocks, threads](_rows(dy, a, e), _rows(dx, a, e), k0, k1, s0,
+                                                   s1, p0, p1)
 
 
 # -- convolution layers --------------------------------------------------------------------
-@cuda.jit
+@_kernel
 def _conv2d_kernel(x, w, b, out, s0, s1, p0, p1, d0, d1):
     j, i, t = cuda.grid(3)
     nb, nc, h, wdt = x.shape
@@ -622,7 +763,7 @@ def _col_slices(nb, per_sample):
     return [(s, min(nb, s + step)) for s in range(0, nb, step)]
 
 
-@cuda.jit
+@_kernel
 def _im2col_kernel(x, cols, s0, s1, p0, p1, d0, d1, kh, kw, wo):
     """cols[n, (c*kh + m)*kw + k, i*wo + j] = x[n, c, i*s0 + m*d0 - p0, j*s1 + k*d1 - p1],
     zero outside ``x``: one thread per element, consecutive threads along a row."""
@@ -647,7 +788,7 @@ def _im2col(x, cols, s0, s1, p0, p1, d0, d1, kh, kw, wo):
                                                        kw, wo)
 
 
-@cuda.jit
+@_kernel
 def _add_bias_kernel(out, b):
     t, o, n = cuda.grid(3)
     if n < out.shape[0] and o < out.shape[1] and t < out.shape[2]:
@@ -666,16 +807,17 @@ def conv2d(x, w, b, out, s0, s1, p0, p1, d0, d1):
     if slices is None:
         for a, e in _slices(nb, no):
             blocks, threads = _grid3((e - a) * no, ho, wo)
-            _conv2d_kernel[blocks, threads](x[a:e], w, b, out[a:e], s0, s1, p0, p1, d0, d1)
+            _conv2d_kernel[blocks, threads](_rows(x, a, e), w, b, _rows(out, a, e), s0, s1, p0,
+                                            p1, d0, d1)
         return
     w2 = w.reshape((1, no, nk))
     out3 = out.reshape((nb, no, hw))
     for a, e in slices:
         cols = device_empty((e - a, nk, hw), x.dtype)
-        _im2col(x[a:e], cols, s0, s1, p0, p1, d0, d1, kh, kw, wo)
-        batched_matmul(w2, cols, out3[a:e], False, False, False)
+        _im2col(_rows(x, a, e), cols, s0, s1, p0, p1, d0, d1, kh, kw, wo)
+        batched_matmul(w2, cols, _rows(out3, a, e), False, False, False)
         (blocks,), (threads,) = _grid1(hw)
-        _add_bias_kernel[(blocks, no, e - a), (threads, 1, 1)](out3[a:e], b)
+        _add_bias_kernel[(blocks, no, e - a), (threads, 1, 1)](_rows(out3, a, e), b)
 
 
 @cuda.jit(device=True, inline=True)
@@ -693,7 +835,7 @@ def _output_at(r, q, m, k, s0, s1, p0, p1, d0, d1, ho, wo):
     return i, j
 
 
-@cuda.jit
+@_kernel
 def _conv2d_grad_input_kernel(dy, w, dx, s0, s1, p0, p1, d0, d1):
     """dx[n, c, r, q]: every (o, m, k) whose output position lands on a whole
     stride step, gathered (the full correlation with the rotated kernel)."""
@@ -714,7 +856,7 @@ def _conv2d_grad_input_kernel(dy, w, dx, s0, s1, p0, p1, d0, d1):
     dx[n, c, r, q] = acc
 
 
-@cuda.jit
+@_kernel
 def _col2im_kernel(dcols, dx, s0, s1, p0, p1, d0, d1, kh, kw, ho, wo):
     """dx[n, c, r, q] = the sum of the column entries unrolled from (r, q): a gather,
     in order of (m, k), so no two threads ever write one value."""
@@ -746,18 +888,19 @@ def conv2d_grad_input(dy, w, dx, s0, s1, p0, p1, d0, d1):
         dy3 = dy.reshape((nb, no, hw))
         for a, e in slices:
             dcols = device_empty((e - a, nk, hw), dx.dtype)
-            batched_matmul(w2, dy3[a:e], dcols, True, False, False)
+            batched_matmul(w2, _rows(dy3, a, e), dcols, True, False, False)
             for s, t in _slices(e - a, nc):
                 blocks, threads = _grid3((t - s) * nc, h, wdt)
-                _col2im_kernel[blocks, threads](dcols[s:t], dx[a + s:a + t], s0, s1, p0, p1,
-                                                d0, d1, kh, kw, ho, wo)
+                _col2im_kernel[blocks, threads](_rows(dcols, s, t), _rows(dx, a + s, a + t), s0,
+                                                s1, p0, p1, d0, d1, kh, kw, ho, wo)
         return
     for a, e in _slices(nb, nc):
         blocks, threads = _grid3((e - a) * nc, h, wdt)
-        _conv2d_grad_input_kernel[blocks, threads](dy[a:e], w, dx[a:e], s0, s1, p0, p1, d0, d1)
+        _conv2d_grad_input_kernel[blocks, threads](_rows(dy, a, e), w, _rows(dx, a, e), s0, s1, p0,
+                                                   p1, d0, d1)
 
 
-@cuda.jit
+@_kernel
 def _conv2d_grad_weight_kernel(x, dy, dw, s0, s1, p0, p1, d0, d1):
     """dw[o, c, m, k] = sum over n, i, j: one thread per weight, a private sum (the
     direct path, for samples beyond :data:`COLS_LIMIT`)."""
@@ -784,7 +927,7 @@ def _conv2d_grad_weight_kernel(x, dy, dw, s0, s1, p0, p1, d0, d1):
     dw[o, c, m, k] = acc
 
 
-@cuda.jit
+@_kernel
 def _sum_batch_kernel(part, out, accumulate):
     """out[i, j] (+)= sum_n part[n, i, j], in order of n: one thread per element."""
     j, i = cuda.grid(2)
@@ -802,7 +945,7 @@ REDUCE_THREADS = 256
 def _make_bias_grad(dtype):
     """The bias-gradient kernel for one dtype: one block per output channel."""
 
-    @cuda.jit
+    @_kernel
     def kernel(dy, db):
         # db[o] = sum over n and the plane of dy[n, o]: each thread a strided partial
         # sum, then a tree in shared memory (a fixed order: the same result every run)
@@ -849,9 +992,9 @@ def conv2d_grad_weight(x, dy, dw, db, s0, s1, p0, p1, d0, d1, nchunks):
         dy3 = dy.reshape((nb, no, hw))
         for a, e in slices:
             cols = device_empty((e - a, nk, hw), x.dtype)
-            _im2col(x[a:e], cols, s0, s1, p0, p1, d0, d1, kh, kw, wo)
+            _im2col(_rows(x, a, e), cols, s0, s1, p0, p1, d0, d1, kh, kw, wo)
             part = device_empty((e - a, no, nk), dw.dtype)
-            batched_matmul(dy3[a:e], cols, part, False, True, False)
+            batched_matmul(_rows(dy3, a, e), cols, part, False, True, False)
             blocks, threads = _grid3(1, no, nk)
             _sum_batch_kernel[blocks[:2], threads[:2]](part, dw2, a > 0)
     dtype = np.dtype(db.dtype)
@@ -862,7 +1005,7 @@ def conv2d_grad_weight(x, dy, dw, db, s0, s1, p0, p1, d0, d1, nchunks):
 
 
 # -- element-wise ----------------------------------------------------------------------------
-@cuda.jit
+@_kernel
 def _relu_kernel(x, out, slope):
     i = cuda.grid(1)
     if i < x.shape[0]:
@@ -875,7 +1018,7 @@ def relu(x, out, slope):
     _relu_kernel[blocks, threads](x, out, slope)
 
 
-@cuda.jit
+@_kernel
 def _relu_backward_kernel(x, dy, dx, slope):
     i = cuda.grid(1)
     if i < x.shape[0]:
@@ -888,7 +1031,7 @@ def relu_backward(x, dy, dx, slope):
     _relu_backward_kernel[blocks, threads](x, dy, dx, slope)
 
 
-@cuda.jit
+@_kernel
 def _adam_kernel(theta, g, m, v, weight_decay, w1, beta2, one_minus_beta2, neg_step_size,
                  sqrt_bc2, eps):
     i = cuda.grid(1)
@@ -906,7 +1049,7 @@ def adam_update(theta, g, m, v, weight_decay, w1, beta2, one_minus_beta2, neg_st
                                   neg_step_size, sqrt_bc2, eps)
 
 
-@cuda.jit
+@_kernel
 def _extend2d_kernel(x, out, idx0, idx1, cval):
     c, a, b = cuda.grid(3)
     if b >= x.shape[0] or a >= idx0.shape[0] or c >= idx1.shape[0]:
@@ -921,10 +1064,10 @@ def extend2d(x, out, idx0, idx1, cval):
     CPU twin): the boundary-extended image for the FFT path."""
     for a, e in _slices(x.shape[0]):
         blocks, threads = _grid3(e - a, idx0.shape[0], idx1.shape[0])
-        _extend2d_kernel[blocks, threads](x[a:e], out[a:e], idx0, idx1, cval)
+        _extend2d_kernel[blocks, threads](_rows(x, a, e), _rows(out, a, e), idx0, idx1, cval)
 
 
-@cuda.jit
+@_kernel
 def _sgd_kernel(theta, g, buf, weight_decay, momentum, one_minus_dampening, neg_lr, nesterov,
                 first):
     i = cuda.grid(1)
@@ -953,7 +1096,7 @@ GEMM_TILE = 16
 def _make_tiled_matmul(dtype):
     """The tiled GEMM kernel for one dtype (a shared array's dtype is fixed at compile time)."""
 
-    @cuda.jit
+    @_kernel
     def kernel(a, b, out, trans_a, trans_b, accumulate):
         # one block: a GEMM_TILE x GEMM_TILE tile of ``out[z]``; the matching strips of
         # op(a[z]) and op(b[z]) pass through shared memory one square tile at a time (zero
@@ -1039,8 +1182,8 @@ def batched_matmul(a, b, out, trans_a, trans_b, accumulate):
     for s, e in _slices(nz):
         blocks = (max(1, math.ceil(n / GEMM_TILE)), max(1, math.ceil(m / GEMM_TILE)), e - s)
         _MATMUL[dtype][blocks, (GEMM_TILE, GEMM_TILE)](
-            a[s:e] if a.shape[0] > 1 else a, b[s:e] if b.shape[0] > 1 else b, out[s:e],
-            trans_a, trans_b, accumulate)
+            _rows(a, s, e) if a.shape[0] > 1 else a, _rows(b, s, e) if b.shape[0] > 1 else b,
+            _rows(out, s, e), trans_a, trans_b, accumulate)
 
 
 def matmul(a, b, out, trans_a, trans_b, accumulate):
@@ -1050,7 +1193,7 @@ def matmul(a, b, out, trans_a, trans_b, accumulate):
                    out.reshape((1,) + tuple(out.shape)), trans_a, trans_b, accumulate)
 
 
-@cuda.jit
+@_kernel
 def _add_row_vector_kernel(out, v):
     i = cuda.grid(1)
     n = out.shape[1]
@@ -1066,7 +1209,7 @@ def add_row_vector(out, v):
     _add_row_vector_kernel[blocks, threads](out, v)
 
 
-@cuda.jit
+@_kernel
 def _add_column_sums_kernel(a, out):
     j = cuda.grid(1)
     if j < out.shape[0]:
@@ -1084,7 +1227,7 @@ def add_column_sums(a, out):
 
 
 # -- element-wise helpers of the layers, losses and optimizers ------------------------------
-@cuda.jit
+@_kernel
 def _add_to_kernel(out, x):
     i = cuda.grid(1)
     if i < out.shape[0]:
@@ -1097,7 +1240,7 @@ def add_to(out, x):
     _add_to_kernel[blocks, threads](out, x)
 
 
-@cuda.jit
+@_kernel
 def _multiply_kernel(a, b, out):
     i = cuda.grid(1)
     if i < out.shape[0]:
@@ -1110,7 +1253,7 @@ def multiply(a, b, out):
     _multiply_kernel[blocks, threads](a, b, out)
 
 
-@cuda.jit
+@_kernel
 def _fill_kernel(out, value):
     i = cuda.grid(1)
     if i < out.shape[0]:
@@ -1124,7 +1267,7 @@ def fill(out, value):
     _fill_kernel[blocks, threads](out, out.dtype.type(value))
 
 
-@cuda.jit
+@_kernel
 def _total_kernel(x, out):
     if cuda.grid(1) == 0:
         acc = out.dtype.type(0)
@@ -1140,7 +1283,7 @@ def total(x, out):
     _total_kernel[1, 1](x, out)
 
 
-@cuda.jit
+@_kernel
 def _count_nonfinite_kernel(x, count):
     i = cuda.grid(1)
     if i < x.shape[0]:
@@ -1156,7 +1299,7 @@ def count_nonfinite(x, count):
     _count_nonfinite_kernel[blocks, threads](x, count)
 
 
-@cuda.jit
+@_kernel
 def _argmax_rows_kernel(x, out):
     i = cuda.grid(1)
     if i < x.shape[0]:
@@ -1178,7 +1321,7 @@ def argmax_rows(x, out):
     _argmax_rows_kernel[blocks, threads](x, out)
 
 
-@cuda.jit
+@_kernel
 def _softmax_kernel(x, out):
     i = cuda.grid(1)
     if i < x.shape[0]:
@@ -1203,7 +1346,7 @@ def softmax(x, out):
     _softmax_kernel[blocks, threads](x, out)
 
 
-@cuda.jit
+@_kernel
 def _cross_entropy_kernel(logits, target, losses, grad):
     n = cuda.grid(1)
     if n >= logits.shape[0]:
@@ -1239,7 +1382,7 @@ def cross_entropy(logits, target, losses, grad):
     _cross_entropy_kernel[blocks, threads](logits, target, losses, grad)
 
 
-@cuda.jit
+@_kernel
 def _sigmoid_kernel(x, out):
     i = cuda.grid(1)
     if i < x.shape[0]:
@@ -1258,7 +1401,7 @@ def sigmoid(x, out):
     _sigmoid_kernel[blocks, threads](x, out)
 
 
-@cuda.jit
+@_kernel
 def _sigmoid_backward_kernel(y, dy, dx):
     i = cuda.grid(1)
     if i < y.shape[0]:
@@ -1272,7 +1415,7 @@ def sigmoid_backward(y, dy, dx):
     _sigmoid_backward_kernel[blocks, threads](y, dy, dx)
 
 
-@cuda.jit
+@_kernel
 def _tanh_kernel(x, out):
     i = cuda.grid(1)
     if i < x.shape[0]:
@@ -1285,7 +1428,7 @@ def tanh(x, out):
     _tanh_kernel[blocks, threads](x, out)
 
 
-@cuda.jit
+@_kernel
 def _tanh_backward_kernel(y, dy, dx):
     i = cuda.grid(1)
     if i < y.shape[0]:
@@ -1300,7 +1443,7 @@ def tanh_backward(y, dy, dx):
 
 
 # -- element-wise steps of the image filters -----------------------------------------------
-@cuda.jit
+@_kernel
 def _magnitude_rows_kernel(g, out, scale):
     i = cuda.grid(1)
     if i < out.shape[0]:
@@ -1318,7 +1461,7 @@ def magnitude(g, out, scale):
     _magnitude_rows_kernel[blocks, threads](g, out, scale)
 
 
-@cuda.jit
+@_kernel
 def _count_negative_kernel(x, count):
     i = cuda.grid(1)
     if i < x.shape[0] and x[i] < 0:
@@ -1332,7 +1475,7 @@ def count_negative(x, count):
     _count_negative_kernel[blocks, threads](x, count)
 
 
-@cuda.jit
+@_kernel
 def _unsharp_combine_kernel(x, blurred, out, amount, clip, negatives):
     i = cuda.grid(1)
     if i < out.shape[0]:

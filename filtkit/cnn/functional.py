@@ -77,10 +77,27 @@ def zeros_like(a):
     return zeros(a.shape, a.dtype, a)
 
 
+def ravel(a):
+    """``a`` as the flat (1-D) view the element-wise twins take: numpy's ``reshape(-1)``;
+    a GPU array keeps its flat view (parameters, gradients and optimizer state are
+    flattened every step, and each new view is a numba array object, which costs host
+    time)."""
+    if not is_device_array(a):
+        return a.reshape(-1)
+    view = getattr(a, "_filtkit_flat", None)
+    if view is None:
+        view = a.reshape(-1)
+        try:
+            a._filtkit_flat = view
+        except AttributeError:  # pragma: no cover - an array type without attributes
+            pass
+    return view
+
+
 def _flat(a):
-    """A GPU array as the flat view its twins take; numpy arrays as they are (their
-    CPU twins are numpy calls that take any shape)."""
-    return a.reshape(-1) if is_device_array(a) else a
+    """A GPU array as its flat view (:func:`ravel`); numpy arrays as they are (their CPU
+    twins are numpy calls that take any shape)."""
+    return ravel(a) if is_device_array(a) else a
 
 
 def fill(a, value):
@@ -127,7 +144,7 @@ def all_finite(*arrays):
     bk = cuda_backend()
     count = zeros((1,), np.int32, arrays[0])
     for a in arrays:
-        bk.count_nonfinite(a.reshape(-1), count)
+        bk.count_nonfinite(ravel(a), count)
     return int(count.copy_to_host()[0]) == 0
 
 
@@ -233,7 +250,7 @@ def leaky_relu(x, slope, *, out=None):
     if not is_device_array(x):
         x = np.ascontiguousarray(x)
     out = empty_like(x) if out is None else out
-    backend(x).relu(x.reshape(-1), out.reshape(-1), slope)
+    backend(x).relu(ravel(x), ravel(out), slope)
     return out
 
 
@@ -243,7 +260,7 @@ def leaky_relu_backward(ref, dy, slope, *, out=None):
     if not is_device_array(ref):
         dy = np.ascontiguousarray(dy, dtype=ref.dtype)
     out = empty_like(ref) if out is None else out
-    backend(ref).relu_backward(ref.reshape(-1), dy.reshape(-1), out.reshape(-1), slope)
+    backend(ref).relu_backward(ravel(ref), ravel(dy), ravel(out), slope)
     return out
 
 

@@ -486,7 +486,7 @@ class SGD(Optimizer):
         if mu != 0 and first:
             buf = self._state["momentum_buffer"][i] = F.empty_like(theta)
         F.backend(theta).sgd_update(
-            theta.reshape(-1), grad.reshape(-1), (theta if buf is None else buf).reshape(-1),
+            F.ravel(theta), F.ravel(grad), F.ravel(theta if buf is None else buf),
             t(hp["weight_decay"]), t(mu), t(1 - hp["dampening"]), t(-hp["lr"]),
             hp["nesterov"], first)
 
@@ -601,7 +601,7 @@ class Adam(Optimizer):
         bias_correction2 = 1 - beta2**step
         step_size = hp["lr"] / bias_correction1
         F.backend(theta).adam_update(
-            theta.reshape(-1), grad.reshape(-1), m.reshape(-1), v.reshape(-1),
+            F.ravel(theta), F.ravel(grad), F.ravel(m), F.ravel(v),
             t(hp["weight_decay"]), t(1 - beta1), t(beta2), t(1 - beta2), t(-step_size),
             t(bias_correction2**0.5), t(hp["eps"]))
 

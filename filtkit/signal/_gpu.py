@@ -37,7 +37,7 @@ def _weights(a, dtype):
     """The device copy of the small host array ``a`` as ``dtype`` (C-contiguous)."""
     from numba import cuda
 
-    a = np.ascontiguousarray(a, dtype=dtype)
+    a = np.array(a, dtype=dtype, order="C")  # a copy, with C strides on length-1 axes too
     key = (a.dtype.str, a.shape, a.tobytes())
     dev = _WEIGHTS.pop(key, None)
     if dev is None:

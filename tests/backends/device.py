@@ -62,6 +62,21 @@ _HOST_OPERATORS = ("__add__", "__sub__", "__mul__", "__truediv__", "__floordiv__
                    "__pow__", "__lt__", "__le__", "__gt__", "__ge__")
 
 
+def _numba_layout():
+    """numba's own layout class for device arrays (``cudadrv.dummyarray.Array``), which
+    the simulator replaces with None: loaded from its file (plain Python and numpy)."""
+    import importlib.util
+    from pathlib import Path
+
+    import numba_cuda
+
+    path = Path(numba_cuda.__file__).parent / "numba" / "cuda" / "cudadrv" / "dummyarray.py"
+    spec = importlib.util.spec_from_file_location("_numba_dummyarray", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module.Array
+
+
 def strict_device_arrays(monkeypatch):
     """Hold the simulator's device arrays to a real GPU array's interface.
 
@@ -72,6 +87,8 @@ def strict_device_arrays(monkeypatch):
     they raise, as does a numpy array given to a kernel (numba would copy it
     to the device and back), so host arithmetic on a device array, or a
     hidden transfer, fails in CI as it would (or would be slow) on a GPU.
+    Contiguity and reshaping follow numba's layout rules, which are stricter than
+    numpy's about the strides of length-1 axes (``x[None]``).
     """
     if "cuda" not in BACKENDS:
         return
@@ -127,6 +144,26 @@ def strict_device_arrays(monkeypatch):
             raise TypeError(f"a host array passed to the kernel {self.fn.__name__}")
         return launch(self, *args)
 
+    Layout = _numba_layout()
+
+    def layout(self):
+        return Layout.from_desc(0, self.shape, self.strides, self.dtype.itemsize)
+
+    def is_c_contiguous_(self):  # numba's rule: a length-1 axis must carry its C stride too
+        return layout(self).is_c_contig
+
+    reshape = FakeCUDAArray.reshape
+
+    def reshape_(self, *shape, **kws):  # a real device array never copies to reshape
+        shape = shape[0] if len(shape) == 1 and isinstance(shape[0], (tuple, list)) else shape
+        if tuple(shape) != tuple(self.shape):
+            _, extents = layout(self).reshape(*shape, **kws)
+            if extents != [layout(self).extent]:
+                raise NotImplementedError("operation requires copying")
+        return reshape(self, *shape, **kws)
+
+    monkeypatch.setattr(FakeCUDAArray, "is_c_contiguous", is_c_contiguous_)
+    monkeypatch.setattr(FakeCUDAArray, "reshape", reshape_)
     monkeypatch.setattr(FakeCUDAKernel, "__call__", launch_)
     monkeypatch.setattr(FakeCUDAArray, "__getattr__", getattr_)
     monkeypatch.setattr(FakeCUDAArray, "copy_to_device", copy_to_device_)
