@@ -480,90 +480,95 @@ def _row_pass_kernel(tmp, row, col, out, off1, s1, d1, mode, cval):
 PASS_TY, PASS_ROWS = 8, 8
 
 
-def _make_column_pass(dtype):
-    """The tiled column pass for one dtype."""
+def _pass_source(kind):
+    """Source of a tiled 1-D pass of the separable filters (``kind`` "column" or "row").
 
-    @_kernel
-    def kernel(x, col, tmp, off0, s0, d0, mode, cval, rows_in):
-        # one block: 32 columns x PASS_TY * PASS_ROWS rows of ``tmp``; the input rows
-        # they read (mapped through the boundary mode) and the taps go to shared memory
-        sm = cuda.shared.array(0, dtype=dtype)
-        tx, ty = cuda.threadIdx.x, cuda.threadIdx.y
-        b = cuda.blockIdx.z
-        i0 = cuda.blockIdx.y * (PASS_TY * PASS_ROWS)
-        c = cuda.blockIdx.x * 32 + tx
-        nk = col.shape[0]
-        h, wdt = x.shape[1], x.shape[2]
-        ntile = rows_in * 32
-        for t in range(ty * 32 + tx, nk, 32 * PASS_TY):
-            sm[ntile + t] = col[t]
-        cv = tmp.dtype.type(cval)
-        inside = c < wdt
-        for a in range(ty, rows_in, PASS_TY):
-            r = _map_index(i0 * s0 - off0 + a, h, mode)
-            sm[a * 32 + tx] = x[b, r, c] if inside and r >= 0 else cv
-        cuda.syncthreads()
-        if not inside:
-            return
-        for rr in range(PASS_ROWS):
-            il = ty + rr * PASS_TY
-            i = i0 + il
-            if i < tmp.shape[1]:
-                acc = tmp.dtype.type(0)
-                p = il * s0 * 32 + tx
-                for m in range(nk):
-                    wm = sm[ntile + m]
-                    if wm != 0:
-                        acc += wm * sm[p]
-                    p += d0 * 32
-                tmp[b, i, c] = acc
+    One block: 32 x PASS_TY threads; each thread PASS_ROWS outputs (down a column, at
+    rows ``ty + PASS_TY * r``; along a row, at columns ``tx + 32 * r``).  The stretch
+    of the input the block reads goes to shared memory once, mapped through the
+    boundary mode (beyond a row's ends, constant mode: ``cval * sum(col)``, what the
+    2-D kernel sees there).  Taps run in the outer loop, each weight read once and
+    skipped when zero, and the PASS_ROWS accumulators in the inner one, written out:
+    independent sums in registers, one shared read per tap and output.
+    """
+    rows = PASS_ROWS
+    if kind == "column":
+        src = [
+            "def kernel(x, col, tmp, off0, s0, d0, mode, cval, rows_in):",
+            "    sm = cuda.shared.array(0, dtype=DTYPE)",
+            "    tx = cuda.threadIdx.x",
+            "    ty = cuda.threadIdx.y",
+            "    b = cuda.blockIdx.z",
+            f"    i0 = cuda.blockIdx.y * {PASS_TY * rows}",
+            "    c = cuda.blockIdx.x * 32 + tx",
+            "    h = x.shape[1]",
+            "    wdt = x.shape[2]",
+            "    cv = tmp.dtype.type(cval)",
+            "    inside = c < wdt",
+            f"    for a in range(ty, rows_in, {PASS_TY}):",
+            "        r = _map_index(i0 * s0 - off0 + a, h, mode)",
+            "        sm[a * 32 + tx] = x[b, r, c] if inside and r >= 0 else cv",
+            "    cuda.syncthreads()",
+            "    if not inside:",
+            "        return",
+            "    taps = col",
+            "    base = ty * s0 * 32 + tx",
+            "    tap_step = d0 * 32",
+            f"    out_step = {PASS_TY} * s0 * 32",
+            "    n_out = tmp.shape[1]",
+        ]
+        def store(r):
+            return [f"    i = i0 + ty + {PASS_TY * r}", "    if i < n_out:",
+                    f"        tmp[b, i, c] = acc{r}"]
+    else:
+        src = [
+            "def kernel(tmp, row, col, out, off1, s1, d1, mode, cval, cols_in):",
+            "    sm = cuda.shared.array(0, dtype=DTYPE)",
+            "    tx = cuda.threadIdx.x",
+            "    ty = cuda.threadIdx.y",
+            "    b = cuda.blockIdx.z",
+            f"    i = cuda.blockIdx.y * {PASS_TY} + ty",
+            f"    j0 = cuda.blockIdx.x * {32 * rows}",
+            "    ho = tmp.shape[1]",
+            "    wdt = tmp.shape[2]",
+            "    edge = out.dtype.type(0)",
+            "    for m in range(col.shape[0]):",
+            "        edge += col[m]",
+            "    edge *= out.dtype.type(cval)",
+            "    if i < ho:",
+            "        for a in range(tx, cols_in, 32):",
+            "            q = _map_index(j0 * s1 - off1 + a, wdt, mode)",
+            "            sm[ty * cols_in + a] = edge if q < 0 else tmp[b, i, q]",
+            "    cuda.syncthreads()",
+            "    if i >= ho:",
+            "        return",
+            "    taps = row",
+            "    base = ty * cols_in + tx * s1",
+            "    tap_step = d1",
+            "    out_step = 32 * s1",
+            "    n_out = out.shape[2]",
+        ]
+        def store(r):
+            return [f"    j = j0 + tx + {32 * r}", "    if j < n_out:",
+                    f"        out[b, i, j] = acc{r}"]
+    src.append("    zero = taps.dtype.type(0)")
+    src += [f"    acc{r} = zero" for r in range(rows)]
+    src += ["    p = base",
+            "    for m in range(taps.shape[0]):",
+            "        wm = taps[m]",
+            "        if wm != zero:"]
+    src += [f"            acc{r} += wm * sm[p + {r} * out_step]" for r in range(rows)]
+    src.append("        p += tap_step")
+    for r in range(rows):
+        src += store(r)
+    return "\n".join(src)
 
-    return kernel
 
-
-def _make_row_pass(dtype):
-    """The tiled row pass for one dtype."""
-
-    @_kernel
-    def kernel(tmp, row, col, out, off1, s1, d1, mode, cval, cols_in):
-        # one block: PASS_TY rows x 32 * PASS_ROWS columns of ``out``; the stretch of
-        # ``tmp`` they read (beyond its columns, constant mode: cval * sum(col), what
-        # the 2-D kernel sees there) and the taps go to shared memory
-        sm = cuda.shared.array(0, dtype=dtype)
-        tx, ty = cuda.threadIdx.x, cuda.threadIdx.y
-        b = cuda.blockIdx.z
-        i = cuda.blockIdx.y * PASS_TY + ty
-        j0 = cuda.blockIdx.x * (32 * PASS_ROWS)
-        nk = row.shape[0]
-        ho, wdt = tmp.shape[1], tmp.shape[2]
-        ntile = PASS_TY * cols_in
-        for t in range(ty * 32 + tx, nk, 32 * PASS_TY):
-            sm[ntile + t] = row[t]
-        edge = out.dtype.type(0)
-        for m in range(col.shape[0]):
-            edge += col[m]
-        edge *= out.dtype.type(cval)
-        if i < ho:
-            for c in range(tx, cols_in, 32):
-                q = _map_index(j0 * s1 - off1 + c, wdt, mode)
-                sm[ty * cols_in + c] = edge if q < 0 else tmp[b, i, q]
-        cuda.syncthreads()
-        if i >= ho:
-            return
-        for rr in range(PASS_ROWS):
-            jl = tx + rr * 32
-            j = j0 + jl
-            if j < out.shape[2]:
-                acc = out.dtype.type(0)
-                p = ty * cols_in + jl * s1
-                for k in range(nk):
-                    wk = sm[ntile + k]
-                    if wk != 0:
-                        acc += wk * sm[p]
-                    p += d1
-                out[b, i, j] = acc
-
-    return kernel
+def _make_pass(kind, dtype):
+    """The compiled pass of :func:`_pass_source` for one dtype."""
+    scope = {"cuda": cuda, "DTYPE": numba_dtype(dtype), "_map_index": _map_index}
+    exec(_pass_source(kind), scope)  # noqa: S102 - our own generated source
+    return _kernel(scope["kernel"])
 
 
 _PASSES = {}
@@ -583,10 +588,10 @@ def separable2d(x, col, row, out, off0, off1, s0, s1, d0, d1, mode, cval):
     tmp = device_empty((nb, ho, wdt), out.dtype)
     rows_in = (PASS_TY * PASS_ROWS - 1) * s0 + (col.shape[0] - 1) * d0 + 1
     cols_in = (32 * PASS_ROWS - 1) * s1 + (row.shape[0] - 1) * d1 + 1
-    shared_c = (rows_in * 32 + col.shape[0]) * dtype.itemsize
-    shared_r = (PASS_TY * cols_in + row.shape[0]) * dtype.itemsize
+    shared_c = rows_in * 32 * dtype.itemsize
+    shared_r = PASS_TY * cols_in * dtype.itemsize
     if dtype not in _PASSES:
-        _PASSES[dtype] = _make_column_pass(numba_dtype(dtype)), _make_row_pass(numba_dtype(dtype))
+        _PASSES[dtype] = _make_pass("column", dtype), _make_pass("row", dtype)
     column_pass, row_pass = _PASSES[dtype]
     for a, e in _slices(nb):
         if shared_c <= SHARED_LIMIT:
