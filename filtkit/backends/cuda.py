@@ -129,17 +129,30 @@ def _launch_config(launch):
 def _compiled(dispatcher, args):
     """``(cuda.core kernel, converters)`` of the overload numba launched for ``args``,
     or None where the fast path would not launch it exactly as numba does."""
-    types = _numba_dispatcher.types
     if len(cuda.gpus) != 1:
         return None
     kernel = dispatcher.overloads.get(tuple(dispatcher.typeof_pyval(a) for a in args))
     if kernel is None or kernel.debug or kernel.cooperative or kernel.extensions:
         return None
+    converters = _converters(kernel.argument_types)
+    if converters is None or any(convert is None and type(a) is not _DeviceNDArray
+                                 for a, convert in zip(args, converters)):
+        return None
+    if not _STREAM:
+        from numba.cuda.cudadrv import driver
+
+        _STREAM.append(driver._to_core_stream(0))
+    return kernel._codelibrary.get_cufunc().kernel, converters
+
+
+def _converters(argument_types):
+    """For each parameter type, None (a C-contiguous array, passed as :func:`_params`
+    spells it out) or the ctype numba passes a scalar of that type as; None for a
+    signature with any other type."""
+    types = _numba_dispatcher.types
     converters = []
-    for a, t in zip(args, kernel.argument_types):
-        if isinstance(t, types.Array):
-            if t.layout != "C" or type(a) is not _DeviceNDArray:
-                return None
+    for t in argument_types:
+        if isinstance(t, types.Array) and t.layout == "C":
             converters.append(None)
         elif isinstance(t, types.Integer):
             converters.append(getattr(ctypes, f"c_{t}"))
@@ -148,14 +161,14 @@ def _compiled(dispatcher, args):
         elif t == types.float32:
             converters.append(ctypes.c_float)
         elif t == types.boolean:
-            converters.append(bool)
+            converters.append(_as_is)
         else:
             return None
-    if not _STREAM:
-        from numba.cuda.cudadrv import driver
+    return tuple(converters)
 
-        _STREAM.append(driver._to_core_stream(0))
-    return kernel._codelibrary.get_cufunc().kernel, tuple(converters)
+
+def _as_is(value):
+    return value
 
 
 def _params(args, converters):

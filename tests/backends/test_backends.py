@@ -6,6 +6,8 @@ works, through :mod:`tests.backends.device`.  CI runs the CUDA half on Numba's
 simulator in its own pytest run (``NUMBA_ENABLE_CUDASIM=1``).
 """
 
+import ctypes
+
 import numpy as np
 import pytest
 
@@ -488,6 +490,59 @@ def test_cuda_batches_beyond_the_grid_limit_launch_in_slices(rng, monkeypatch):
     got = np.full((3, 4, 4, 4), np.nan, np.float32)
     cu.conv2d(xb, wb, bb, got, 1, 1, 0, 0, 1, 1)
     _assert_close(got, naive_conv2d(xb, wb, bb, (1, 1), (0, 0), (1, 1)), np.float32)
+
+
+class _DeviceMemory:
+    """A stand-in for a device allocation at ``address``, all a numba device array reads
+    of it when it is passed to a kernel: arrays built on it need no GPU."""
+
+    def __init__(self, address):
+        self.device_ctypes_pointer = ctypes.c_void_p(address)
+
+
+class _Kernel:
+    extensions = []  # what numba's _Kernel._prepare_args reads of its kernel
+
+
+def test_fast_launch_passes_arguments_as_numba_does():
+    """The CUDA twins' own launch (``backends.cuda._params``) passes every argument as
+    numba's launch does (numba's ``_Kernel._prepare_args`` is the reference), and leaves
+    arrays without C strides and other parameter types to numba's path.  Runs on the
+    host: numba device arrays over stand-in allocations, no kernel launched."""
+    from filtkit.backends import cuda as cuda_backend
+
+    if not cuda_backend.FAST_LAUNCH:
+        pytest.skip("this numba.cuda (the simulator here) launches through numba only")
+    from numba.cuda import dispatcher
+    from numba.cuda.cudadrv.devicearray import DeviceNDArray
+
+    from filtkit.backends import c_strides
+
+    def device_array(shape, dtype, address, strides=None):
+        strides = strides or c_strides(shape, np.dtype(dtype).itemsize)
+        return DeviceNDArray(shape, strides, dtype, gpu_data=_DeviceMemory(address))
+
+    args = (device_array((2, 3, 5), np.float32, 4096), device_array((7,), np.int64, 8192),
+            device_array((1, 4), np.float64, 12288), 7, -3, 0.5, np.float32(0.25), True,
+            np.float64(2.0), np.int32(5))
+    types = [dispatcher.typeof(a, dispatcher.Purpose.argument) for a in args]
+    expected = []
+    for t, a in zip(types, args):
+        dispatcher._Kernel._prepare_args(_Kernel(), t, a, 0, [], expected)
+
+    def values(params):  # ctypes scalars compare by identity: compare type and value
+        return [(type(p), p.value if isinstance(p, ctypes._SimpleCData) else p)
+                for p in params]
+
+    assert values(cuda_backend._params(args, cuda_backend._converters(types))) == values(
+        expected)
+    # numba counts a length-1 axis with another stride as not C-contiguous ('A' layout)
+    odd = device_array((1, 4), np.float32, 4096, strides=(0, 4))
+    assert dispatcher.typeof(odd, dispatcher.Purpose.argument).layout == "A"
+    assert cuda_backend._params((odd,), (None,)) is None
+    assert cuda_backend._converters(
+        [dispatcher.typeof(odd, dispatcher.Purpose.argument)]) is None
+    assert cuda_backend._converters([dispatcher.types.complex64]) is None
 
 
 # --- dense layers, losses, optimizers: the twins the networks train with on the GPU ------
