@@ -14,7 +14,9 @@ one output element per thread, with the boundary handled by the CPU's own
 index map (:func:`cpu._map_index`, compiled for the device); gradients are
 gathered per element, so no two threads ever write one value and nothing
 needs atomics (the one atomic counts non-finite values).  The dense layers
-run on a shared-memory tiled GEMM (:func:`matmul`).
+run on a shared-memory tiled GEMM (:func:`matmul`).  Kernels launch through
+:class:`_Launcher`: numba's launch for the first call of each argument
+signature, then the same parameters passed to ``cuda.core`` directly.
 
 ``numba.cuda`` comes from the ``numba-cuda`` package (extra ``cuda``).  With
 ``NUMBA_ENABLE_CUDASIM=1`` set before it is imported, the kernels run on

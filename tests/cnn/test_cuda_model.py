@@ -151,6 +151,23 @@ def test_cuda_layer_forward_backward_equal_cpu(rng, make, shape):
 
 
 @needs_cuda
+def test_cuda_flat_views_are_kept_and_write_through(rng):
+    """A GPU array's flat view (parameters, gradients and optimizer state are flattened
+    every step) is made once and kept; kernels writing through it write the array."""
+    from numba import cuda
+
+    from filtkit.cnn import functional as F
+
+    a = cuda.to_device(rng.standard_normal((2, 3, 4)).astype(np.float32))
+    flat = F.ravel(a)
+    assert F.ravel(a) is flat and tuple(flat.shape) == (24,)
+    F.fill(a, 2.5)  # through the kept view
+    np.testing.assert_array_equal(a.copy_to_host(), np.full((2, 3, 4), 2.5, np.float32))
+    host = rng.standard_normal((2, 3))
+    assert F.ravel(host).base is host and F.ravel(host).shape == (6,)
+
+
+@needs_cuda
 def test_cuda_layers_refuse_arrays_from_the_other_device(rng):
     conv = cnn.Conv2D(1, 2, 3, rng=0).to("cuda")
     x = rng.standard_normal((1, 1, 5, 5)).astype(np.float32)
