@@ -532,6 +532,7 @@ def _pass_source(kind):
             f"    out_step = {PASS_TY} * s0 * 32",
             "    n_out = tmp.shape[1]",
         ]
+
         def store(r):
             return [f"    i = i0 + ty + {PASS_TY * r}", "    if i < n_out:",
                     f"        tmp[b, i, c] = acc{r}"]
@@ -563,6 +564,7 @@ def _pass_source(kind):
             "    out_step = 32 * s1",
             "    n_out = out.shape[2]",
         ]
+
         def store(r):
             return [f"    j = j0 + tx + {32 * r}", "    if j < n_out:",
                     f"        out[b, i, j] = acc{r}"]
