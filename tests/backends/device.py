@@ -88,7 +88,9 @@ def strict_device_arrays(monkeypatch):
     to the device and back), so host arithmetic on a device array, or a
     hidden transfer, fails in CI as it would (or would be slow) on a GPU.
     Contiguity and reshaping follow numba's layout rules, which are stricter than
-    numpy's about the strides of length-1 axes (``x[None]``).
+    numpy's about the strides of length-1 axes (``x[None]``), and a new device array
+    holds NaN (integers: their largest value) where a GPU's holds whatever was there
+    before, so an output element no kernel writes shows.
     """
     if "cuda" not in BACKENDS:
         return
@@ -162,6 +164,17 @@ def strict_device_arrays(monkeypatch):
                 raise NotImplementedError("operation requires copying")
         return reshape(self, *shape, **kws)
 
+    device_array = cuda.device_array
+
+    def device_array_(*args, **kwargs):  # uninitialised memory: NaN (or a huge integer)
+        a = device_array(*args, **kwargs)
+        if a._ary.dtype.kind in "fc":
+            a._ary[...] = np.nan
+        elif a._ary.dtype.kind in "iu":
+            a._ary[...] = np.iinfo(a._ary.dtype).max
+        return a
+
+    monkeypatch.setattr(cuda, "device_array", device_array_)
     monkeypatch.setattr(FakeCUDAArray, "is_c_contiguous", is_c_contiguous_)
     monkeypatch.setattr(FakeCUDAArray, "reshape", reshape_)
     monkeypatch.setattr(FakeCUDAKernel, "__call__", launch_)

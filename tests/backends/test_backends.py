@@ -13,7 +13,7 @@ import pytest
 
 from filtkit._config import BOUNDARY_CODES
 from filtkit.backends import cpu, single_threaded_blas
-from tests.backends.device import BACKENDS
+from tests.backends.device import BACKENDS, strict_device_arrays
 from tests.reference import (
     BOUNDARIES,
     axis_plan,
@@ -33,6 +33,13 @@ from tests.reference import (
 @pytest.fixture(params=list(BACKENDS))
 def backend(request):
     return BACKENDS[request.param]
+
+
+@pytest.fixture(autouse=True)
+def device_arrays_are_strict(monkeypatch):
+    """The CUDA twins' own temporaries hold NaN until written, as garbage on a GPU
+    (tests.backends.device.strict_device_arrays)."""
+    strict_device_arrays(monkeypatch)
 
 
 @pytest.mark.parametrize("boundary", [b for b in BOUNDARIES if b != "zero"])
