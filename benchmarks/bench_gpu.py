@@ -6,6 +6,7 @@ Run on a machine with an NVIDIA GPU, CuPy and torch, from the repository root::
     python benchmarks/bench_gpu.py --md FILE        # also writes them as markdown to FILE
     python benchmarks/bench_gpu.py --sweep          # also times the tile shapes
     python benchmarks/bench_gpu.py --launch         # also numba's launch against filtkit's
+    python benchmarks/bench_gpu.py --profile        # also where the host's time goes
 
 First checks that the GPU results equal the CPU backend's on small random
 arrays (every boundary mode, stride and dilation, the direct and the separable
@@ -251,6 +252,39 @@ def launch_comparison():
     return lines
 
 
+def host_profile():
+    """Where the host's time goes: a 4096² 3x3 correlation's enqueue time against its
+    time with the GPU's work, then cProfile's top entries over 20 LeNet-5 training
+    steps at batch 256."""
+    import cProfile
+    import io
+    import pstats
+
+    xd = cuda.as_cuda_array(cp.random.random((4096, 4096), dtype=cp.float32))
+    w = np.random.default_rng(3).standard_normal((3, 3)).astype(np.float32)
+    pipelined(lambda: signal.correlate(xd, w, method="direct"))
+    t0 = time.perf_counter()
+    for _ in range(200):
+        signal.correlate(xd, w, method="direct")
+    t1 = time.perf_counter()
+    sync()
+    t2 = time.perf_counter()
+    lines = ["", f"correlate 4096² K3, 200 calls in a row: the host enqueues one in "
+             f"{1e6 * (t1 - t0) / 200:.0f} us; with the GPU's work, {1e6 * (t2 - t0) / 200:.0f} "
+             f"us a call", "", "cProfile of 20 LeNet-5 training steps, batch 256:", "```"]
+    step = training_steps("lenet5", 256)[0]
+    pipelined(step, 3)
+    prof = cProfile.Profile()
+    prof.enable()
+    for _ in range(20):
+        step()
+    sync()
+    prof.disable()
+    out = io.StringIO()
+    pstats.Stats(prof, stream=out).sort_stats("tottime").print_stats(25)
+    return lines + out.getvalue().strip().splitlines() + ["```"]
+
+
 def sweep(x):
     """Tile shapes of the unrolled 2-D kernel and of the separable passes (8192²)."""
     lines = ["", "Tile sweep (8192², ms, medians):", ""]
@@ -286,6 +320,8 @@ def main(argv=None):
     ap.add_argument("--skip-filters", action="store_true")
     ap.add_argument("--launch", action="store_true",
                     help="also time numba's kernel launch against filtkit's fast path")
+    ap.add_argument("--profile", action="store_true",
+                    help="also profile the host's work (a filter call, training steps)")
     args = ap.parse_args(argv)
     bw = copy_bandwidth()
     err = parity()
@@ -327,6 +363,8 @@ def main(argv=None):
                              f"{t_th / t_fk:.2f} | {b / t_fk:,.0f} | {agree:.1e} | {first:.2f} |")
     if args.launch:
         lines += launch_comparison()
+    if args.profile:
+        lines += host_profile()
     if args.sweep:
         lines += sweep(cp.random.random((8192, 8192), dtype=cp.float32))
     text = "\n".join(lines)
