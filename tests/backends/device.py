@@ -8,6 +8,7 @@ copied back into the numpy argument it came from, so one test body, written
 for host arrays, checks both twins against the same reference.
 """
 
+import functools
 import threading
 
 import numpy as np
@@ -62,9 +63,11 @@ _HOST_OPERATORS = ("__add__", "__sub__", "__mul__", "__truediv__", "__floordiv__
                    "__pow__", "__lt__", "__le__", "__gt__", "__ge__")
 
 
+@functools.cache
 def _numba_layout():
     """numba's own layout class for device arrays (``cudadrv.dummyarray.Array``), which
-    the simulator replaces with None: loaded from its file (plain Python and numpy)."""
+    the simulator replaces with None: loaded from its file (plain Python and numpy),
+    once per process."""
     import importlib.util
     from pathlib import Path
 
@@ -159,8 +162,9 @@ def strict_device_arrays(monkeypatch):
     def reshape_(self, *shape, **kws):  # a real device array never copies to reshape
         shape = shape[0] if len(shape) == 1 and isinstance(shape[0], (tuple, list)) else shape
         if tuple(shape) != tuple(self.shape):
-            _, extents = layout(self).reshape(*shape, **kws)
-            if extents != [layout(self).extent]:
+            current = layout(self)
+            _, extents = current.reshape(*shape, **kws)
+            if extents != [current.extent]:
                 raise NotImplementedError("operation requires copying")
         return reshape(self, *shape, **kws)
 
