@@ -815,8 +815,10 @@ def conv2d_grad_input(dy, w, dx, s0, s1, p0, p1, d0, d1):
 
 
 @njit(parallel=PARALLEL, **_jit)
-def conv2d_grad_weight(x, dy, dw, db, s0, s1, p0, p1, d0, d1, nchunks):
-    """Gradients of :func:`conv2d` with respect to ``w`` and ``b``, written into dw, db.
+def conv2d_grad_weight(x, dy, dw, db, s0, s1, p0, p1, d0, d1, nchunks, accumulate):
+    """Gradients of :func:`conv2d` with respect to ``w`` and ``b``, written into dw, db
+    (added to them when ``accumulate``: ``dw[...] = dw + gradient``, as a layer's
+    parameter gradients accumulate).
 
     ``dw[o, c, m, k] = sum_n sum_i sum_j dy[n, o, i, j] * x[n, c, i*s0 + m*d0 - p0,
     j*s1 + k*d1 - p1]``: the seed's valid-mode correlation of the input with
@@ -847,11 +849,11 @@ def conv2d_grad_weight(x, dy, dw, db, s0, s1, p0, p1, d0, d1, nchunks):
             s = part[0, o, q]
             for t in range(1, nchunks):
                 s += part[t, o, q]
-            dw2[o, q] = s
+            dw2[o, q] = dw2[o, q] + s if accumulate else s
         s = pb[0, o]
         for t in range(1, nchunks):
             s += pb[t, o]
-        db[o] = s
+        db[o] = db[o] + s if accumulate else s
 
 
 @njit(inline="always", **_jit)

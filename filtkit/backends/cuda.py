@@ -923,8 +923,8 @@ def conv2d_grad_input(dy, w, dx, s0, s1, p0, p1, d0, d1):
 
 
 @_kernel
-def _conv2d_grad_weight_kernel(x, dy, dw, s0, s1, p0, p1, d0, d1):
-    """dw[o, c, m, k] = sum over n, i, j: one thread per weight, a private sum (the
+def _conv2d_grad_weight_kernel(x, dy, dw, s0, s1, p0, p1, d0, d1, accumulate):
+    """dw[o, c, m, k] (+)= sum over n, i, j: one thread per weight, a private sum (the
     direct path, for samples beyond :data:`COLS_LIMIT`)."""
     idx = cuda.grid(1)
     no, nc, kh, kw = dw.shape
@@ -946,7 +946,7 @@ def _conv2d_grad_weight_kernel(x, dy, dw, s0, s1, p0, p1, d0, d1):
                 q = j * s1 + k * d1 - p1
                 if 0 <= q < wdt:
                     acc += dy[n, o, i, j] * x[n, c, r, q]
-    dw[o, c, m, k] = acc
+    dw[o, c, m, k] = dw[o, c, m, k] + acc if accumulate else acc
 
 
 @_kernel
@@ -955,10 +955,10 @@ def _sum_batch_kernel(part, out, accumulate):
     j, i = cuda.grid(2)
     if i >= out.shape[0] or j >= out.shape[1]:
         return
-    acc = out[i, j] if accumulate else out.dtype.type(0)
+    acc = out.dtype.type(0)
     for n in range(part.shape[0]):
         acc += part[n, i, j]
-    out[i, j] = acc
+    out[i, j] = out[i, j] + acc if accumulate else acc
 
 
 REDUCE_THREADS = 256
@@ -968,7 +968,7 @@ def _make_bias_grad(dtype):
     """The bias-gradient kernel for one dtype: one block per output channel."""
 
     @_kernel
-    def kernel(dy, db):
+    def kernel(dy, db, accumulate):
         # db[o] = sum over n and the plane of dy[n, o]: each thread a strided partial
         # sum, then a tree in shared memory (a fixed order: the same result every run)
         sm = cuda.shared.array(REDUCE_THREADS, dtype)
@@ -988,7 +988,7 @@ def _make_bias_grad(dtype):
             cuda.syncthreads()
             half //= 2
         if t == 0:
-            db[o] = sm[0]
+            db[o] = db[o] + sm[0] if accumulate else sm[0]
 
     return kernel
 
@@ -996,19 +996,21 @@ def _make_bias_grad(dtype):
 _BIAS_GRAD = {}
 
 
-def conv2d_grad_weight(x, dy, dw, db, s0, s1, p0, p1, d0, d1, nchunks):
+def conv2d_grad_weight(x, dy, dw, db, s0, s1, p0, p1, d0, d1, nchunks, accumulate):
     """Gradients of :func:`conv2d` for ``w`` and ``b`` (see the CPU twin; ``nchunks``
     is accepted for the same signature).  As on the CPU, ``dy[n] cols[n]^T`` per
     sample (one batched GEMM), the per-sample products then summed in order of the
     batch by one thread per weight; the bias gradient is a block reduction per
-    channel.  Nothing is accumulated by several threads into one value."""
+    channel; with ``accumulate`` each adds its sum to what ``dw`` and ``db`` hold.
+    Nothing is accumulated by several threads into one value."""
     nb, no, ho, wo = dy.shape
     nc, kh, kw = dw.shape[1], dw.shape[2], dw.shape[3]
     nk, hw = nc * kh * kw, ho * wo
     slices = _col_slices(nb, nk * hw)
     if slices is None:
         blocks, threads = _grid1(dw.size)
-        _conv2d_grad_weight_kernel[blocks, threads](x, dy, dw, s0, s1, p0, p1, d0, d1)
+        _conv2d_grad_weight_kernel[blocks, threads](x, dy, dw, s0, s1, p0, p1, d0, d1,
+                                                    accumulate)
     else:
         dw2 = dw.reshape((no, nk))
         dy3 = dy.reshape((nb, no, hw))
@@ -1018,12 +1020,12 @@ def conv2d_grad_weight(x, dy, dw, db, s0, s1, p0, p1, d0, d1, nchunks):
             part = device_empty((e - a, no, nk), dw.dtype)
             batched_matmul(_rows(dy3, a, e), cols, part, False, True, False)
             blocks, threads = _grid3(1, no, nk)
-            _sum_batch_kernel[blocks[:2], threads[:2]](part, dw2, a > 0)
+            _sum_batch_kernel[blocks[:2], threads[:2]](part, dw2, accumulate or a > 0)
     dtype = np.dtype(db.dtype)
     if dtype not in _BIAS_GRAD:
         _BIAS_GRAD[dtype] = _make_bias_grad(numba_dtype(dtype))
     threads = min(REDUCE_THREADS, 1 << max(5, (hw - 1).bit_length()))  # no idle warps
-    _BIAS_GRAD[dtype][no, threads](dy.reshape((nb, no, hw)), db)
+    _BIAS_GRAD[dtype][no, threads](dy.reshape((nb, no, hw)), db, accumulate)
 
 
 # -- element-wise ----------------------------------------------------------------------------

@@ -53,11 +53,15 @@ def backend(a):
     return cuda_backend() if is_device_array(a) else cpu
 
 
-def empty(shape, dtype, like):
-    """An uninitialised C-contiguous array on the device of ``like``."""
-    if is_device_array(like):
+def _empty_on(device, shape, dtype):
+    if device == "cuda":
         return cuda_backend().device_empty(tuple(shape), np.dtype(dtype))
     return np.empty(shape, dtype=dtype)
+
+
+def empty(shape, dtype, like):
+    """An uninitialised C-contiguous array on the device of ``like``."""
+    return _empty_on(device_of(like), shape, dtype)
 
 
 def empty_like(a):
@@ -106,12 +110,14 @@ def fill(a, value):
 
 
 def copy(src, out=None):
-    """A copy of ``src`` on its device, written into ``out`` (same shape, dtype and
-    device) when given: a device-to-device copy for GPU arrays."""
+    """A copy of ``src`` on its device, written into ``out`` (same shape and dtype, on
+    any device) when given: a device-to-device copy for GPU arrays."""
     if out is None:
         out = empty_like(src)
-    if is_device_array(src):
+    if is_device_array(out):
         out.copy_to_device(src)
+    elif is_device_array(src):
+        src.copy_to_host(out)
     else:
         np.copyto(out, src)
     return out
@@ -136,16 +142,113 @@ def to_host(a):
 
 def all_finite(*arrays):
     """True when no array holds NaN or infinity.  On the GPU the arrays are checked
-    there and one count comes back."""
+    there (their flat buffer in one launch when they are :func:`packed`) and one count
+    comes back."""
     if not arrays:
         return True
     if not is_device_array(arrays[0]):
         return all(bool(np.isfinite(a).all()) for a in arrays)
     bk = cuda_backend()
     count = zeros((1,), np.int32, arrays[0])
-    for a in arrays:
+    for a in _whole(arrays):
         bk.count_nonfinite(ravel(a), count)
     return int(count.copy_to_host()[0]) == 0
+
+
+# -- arrays packed into one flat buffer --------------------------------------------------------
+# A model's parameters on the GPU (and their gradients and optimizer state) are views of one
+# flat buffer each, so that an element-wise pass over all of them (zero_grad, the optimizer's
+# update, the finiteness check, a snapshot) is one kernel launch instead of one per array:
+# launches, not arithmetic, are most of a small network's training step on a GPU.
+def pack(arrays, device=None, *, zero=False):
+    """Views of one new flat buffer on ``device`` (default: where ``arrays[0]`` lives),
+    shaped as ``arrays`` (one dtype) and holding their values, or zeros when ``zero``;
+    :func:`packed` gives the buffer back.  Host arrays packed for the GPU go up in one
+    transfer."""
+    arrays = list(arrays)
+    device = device_of(arrays[0]) if device is None else device
+    dtype = np.dtype(arrays[0].dtype)
+    sizes = [int(a.size) for a in arrays]
+    if not zero and all(device_of(a) == "cpu" for a in arrays):
+        flat = to_device(np.concatenate([np.ravel(a) for a in arrays]).astype(dtype), device)
+    else:
+        flat = _empty_on(device, (sum(sizes),), dtype)
+        if zero:
+            fill(flat, 0)
+    views, start = [], 0
+    for a, n in zip(arrays, sizes):
+        if not zero and device_of(a) != "cpu":
+            copy(ravel(a), flat[start:start + n])
+        view = flat[start:start + n].reshape(tuple(a.shape))
+        try:
+            view._filtkit_packed = (flat, start)
+        except AttributeError:  # a numpy array takes no tag: the views are not `packed`
+            pass
+        views.append(view)
+        start += n
+    return views
+
+
+def packed(arrays):
+    """The flat buffer that ``arrays`` fill one after another, in order, when they are the
+    views :func:`pack` made (and nothing else lives in it); None otherwise."""
+    tag = getattr(arrays[0], "_filtkit_packed", None) if arrays else None
+    if tag is None:
+        return None
+    flat, start = tag[0], 0
+    for a in arrays:
+        tag = getattr(a, "_filtkit_packed", None)
+        if tag is None or tag[0] is not flat or tag[1] != start:
+            return None
+        start += a.size
+    return flat if start == flat.size else None
+
+
+def _whole(arrays):
+    """``[flat]`` for :func:`packed` arrays, else the arrays themselves."""
+    flat = packed(arrays)
+    return list(arrays) if flat is None else [flat]
+
+
+def fill_all(arrays, value):
+    """:func:`fill` every array of ``arrays`` (one launch on a GPU when they are packed)."""
+    for a in _whole(arrays):
+        fill(a, value)
+
+
+def snapshot(arrays, into=None):
+    """A copy of the values of ``arrays`` (one dtype, one device) as one flat array on
+    their device, written into the older snapshot ``into`` when it fits: one
+    device-to-device copy when the arrays are :func:`packed`."""
+    arrays = list(arrays)
+    like = arrays[0]
+    total = sum(int(a.size) for a in arrays)
+    out = into
+    if (out is None or tuple(out.shape) != (total,) or out.dtype != like.dtype
+            or device_of(out) != device_of(like)):
+        out = empty((total,), like.dtype, like)
+    flat = packed(arrays)
+    if flat is not None:
+        return copy(flat, out)
+    start = 0
+    for a in arrays:
+        copy(ravel(a), out[start:start + a.size])
+        start += a.size
+    return out
+
+
+def restore(arrays, snap):
+    """Copy a :func:`snapshot` back into ``arrays``, in place (views of them stay
+    valid); the snapshot stays as it was."""
+    arrays = list(arrays)
+    flat = packed(arrays)
+    if flat is not None:
+        copy(snap, flat)
+        return
+    start = 0
+    for a in arrays:
+        copy(snap[start:start + a.size].reshape(tuple(a.shape)), a)
+        start += a.size
 
 
 def argmax_rows(x):
@@ -161,11 +264,6 @@ def softmax(x):
     out = empty_like(x)
     backend(x).softmax(x, out)
     return out
-
-
-def add_to(out, x):
-    """``out += x`` (same shape, dtype and device), in place."""
-    backend(out).add_to(_flat(out), _flat(x))
 
 
 def multiply(a, b):
@@ -194,21 +292,21 @@ def conv2d_forward(x, w, b, stride, pad_before, out_size, dilation):
     return out
 
 
-def conv2d_backward(x, w, dy, stride, pad_before, dilation, *, need_input_grad=True):
-    """Gradients ``(dx, dw, db)`` of :func:`conv2d_forward` for the delta ``dy``.
-
-    ``dx`` is None when ``need_input_grad`` is false (the first layer).
-    """
+def conv2d_backward(x, w, dy, w_grad, b_grad, stride, pad_before, dilation, *,
+                    need_input_grad=True):
+    """Add the gradients of :func:`conv2d_forward` for the delta ``dy`` into ``w_grad``
+    and ``b_grad`` (None: no bias, its gradient is dropped) and return the input
+    gradient ``dx`` (None when ``need_input_grad`` is false: the first layer)."""
     bk = backend(x)
-    dw = empty_like(w)
-    db = empty((w.shape[0],), w.dtype, w)
+    db = b_grad if b_grad is not None else empty((w.shape[0],), w.dtype, w)
     dx = empty_like(x) if need_input_grad else None
     nchunks = max(1, min(x.shape[0], num_threads()))
     with single_threaded_blas():
-        bk.conv2d_grad_weight(x, dy, dw, db, *stride, *pad_before, *dilation, nchunks)
+        bk.conv2d_grad_weight(x, dy, w_grad, db, *stride, *pad_before, *dilation, nchunks,
+                              True)
         if need_input_grad:
             bk.conv2d_grad_input(dy, w, dx, *stride, *pad_before, *dilation)
-    return dx, dw, db
+    return dx
 
 
 def _planes(a):

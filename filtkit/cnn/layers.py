@@ -88,9 +88,9 @@ class Layer:
         return []
 
     def zero_grad(self):
-        """Set every parameter's gradient to zero."""
-        for p in self.parameters():
-            p.zero_grad()
+        """Set every parameter's gradient to zero (one launch on the GPU when the
+        gradients are packed, as a model's are after ``.to("cuda")``)."""
+        F.fill_all([p.grad for p in self.parameters()], 0)
 
     def to(self, device):
         """Move the parameters (values and gradients) to ``device``, 'cpu' or 'cuda';
@@ -314,12 +314,9 @@ class Conv2D(Layer):
         self._need_forward("_x")
         dy = self._grad(dy, self._out_shape, self._x)
         before, _ = self._pads()
-        dx, dw, db = F.conv2d_backward(self._x, self.weight.data, dy, self.stride, before,
-                                       self.dilation, need_input_grad=input_grad)
-        F.add_to(self.weight.grad, dw)
-        if self.bias is not None:
-            F.add_to(self.bias.grad, db)
-        return dx
+        return F.conv2d_backward(self._x, self.weight.data, dy, self.weight.grad,
+                                 None if self.bias is None else self.bias.grad, self.stride,
+                                 before, self.dilation, need_input_grad=input_grad)
 
     def parameters(self):
         return [self.weight] + ([self.bias] if self.bias is not None else [])

@@ -128,6 +128,9 @@ class Sequential(Layer):
         device : {'cpu', 'cuda'}
             'cuda': the GPU (numba-cuda, or Numba's simulator). Moving copies the
             arrays exactly, so ``.to("cuda").to("cpu")`` gives back the same bits.
+            Moved to the GPU, the parameters' values are views of one flat device
+            buffer and their gradients of another, so that zero_grad and the
+            optimizer's update are one kernel launch each.
 
         Raises
         ------
@@ -147,6 +150,15 @@ class Sequential(Layer):
         'cpu'
         """
         F.check_device(device)
+        params = list({id(p): p for p in self.parameters()}.values())
+        if device == "cuda" and params and all(p.device == "cpu" for p in params):
+            # the values in one flat buffer and the gradients in another, uploaded in one
+            # transfer each: zero_grad, the optimizer's update and the finiteness checks
+            # then take one launch for all parameters (see functional.pack)
+            values = F.pack([p.data for p in params], device)
+            grads = F.pack([p.grad for p in params], device)
+            for p, v, g in zip(params, values, grads):
+                p.data, p.grad = v, g
         for layer in self.layers:
             layer.to(device)
         if self.optimizer is not None:
@@ -458,8 +470,7 @@ class Sequential(Layer):
         """Copies of the weights and the optimizer state, where they live (device-to-
         device on the GPU), written into the arrays of the older snapshot ``into``."""
         old_w, old_s = into if into is not None else (None, None)
-        weights = [F.copy(p.data, None if old_w is None else old_w[i])
-                   for i, p in enumerate(self.parameters())]
+        weights = F.snapshot([p.data for p in self.parameters()], old_w)
         state = None
         if self.optimizer is not None:
             state = self.optimizer._snapshot(old_s)
@@ -467,8 +478,7 @@ class Sequential(Layer):
 
     def _restore(self, snap):
         weights, state = snap
-        for p, w in zip(self.parameters(), weights):
-            F.copy(w, p.data)  # in place: views of the weights stay valid
+        F.restore([p.data for p in self.parameters()], weights)  # in place: views stay valid
         if state is not None:
             self.optimizer._restore(state)
 

@@ -115,13 +115,6 @@ def _hyperparameter(name):
                     doc=f"The ``{name}`` hyperparameter (read-only; set by the constructor).")
 
 
-def _fits(dst, src):
-    """``dst`` if ``src`` can be copied into it (same shape, dtype and device), else None."""
-    if dst is None or tuple(dst.shape) != tuple(src.shape) or dst.dtype != src.dtype:
-        return None
-    return dst if F.device_of(dst) == F.device_of(src) else None
-
-
 # ---------------------------------------------------------------- base class
 
 
@@ -130,7 +123,11 @@ class Optimizer:
 
     Subclasses set ``name``, ``_hyper_names`` (constructor keywords, in repr
     order), ``_buffers`` (names of the per-parameter state arrays) and
-    implement ``_validate(hp) -> dict`` and ``_update(i, param, grad)``.
+    implement ``_validate(hp) -> dict`` and ``_apply(theta, grad, state, first)`` (one
+    fused update of flat arrays; ``_needs(buffer)`` says which buffers it keeps).
+    Parameters packed into one flat buffer (a model moved with ``.to("cuda")``, see
+    :func:`~filtkit.cnn.functional.pack`) are updated by one ``_apply`` over all of
+    them, with buffers packed the same way; others one parameter at a time.
 
     Parameters
     ----------
@@ -236,16 +233,40 @@ class Optimizer:
             else:
                 grads.append(np.ascontiguousarray(g, dtype=p.data.dtype))
         self._step_count += 1
-        for i, (p, g) in enumerate(zip(self.params, grads)):
-            self._update(i, p, g)
+        thetas = [p.data for p in self.params]
+        flat_theta, flat_grad = F.packed(thetas), F.packed(grads)
+        whole = flat_theta is not None and flat_grad is not None
+        first = False
+        for b in self._buffers:
+            if not self._needs(b):
+                continue
+            bufs = [self._buffer(b, i) for i in range(len(thetas))]
+            first = bufs[0] is None  # all or none (load_state_dict checks it)
+            if first:
+                bufs = F.pack(thetas, zero=True) if whole else [F.zeros_like(t) for t in thetas]
+            elif whole and F.packed(bufs) is None:
+                bufs = F.pack(bufs)  # once, after the buffers were moved or restored
+            self._state[b] = bufs
+        if whole:  # every parameter in one launch: the same arithmetic, element by element
+            self._apply(flat_theta, flat_grad, {b: F.packed(self._state[b]) for b in
+                                                self._buffers if self._needs(b)}, first)
+            return
+        for i, (theta, g) in enumerate(zip(thetas, grads)):
+            self._apply(F.ravel(theta), F.ravel(g), {b: F.ravel(self._state[b][i]) for b in
+                                                    self._buffers if self._needs(b)}, first)
 
-    def _update(self, i, param, grad):  # pragma: no cover - abstract
+    def _needs(self, name):
+        """Does the update keep the buffer ``name`` (SGD without momentum keeps none)?"""
+        return True
+
+    def _apply(self, theta, grad, state, first):  # pragma: no cover - abstract
+        """Update the flat ``theta`` from ``grad`` and the flat buffers ``state`` (a dict by
+        name); ``first``: the buffers were just made (zeros)."""
         raise NotImplementedError
 
     def zero_grad(self):
         """Set every parameter's gradient to zero (in place)."""
-        for p in self.params:
-            p.zero_grad()
+        F.fill_all([p.grad for p in self.params], 0)
 
     # -- where the buffers live
     def _to(self, device):
@@ -265,13 +286,11 @@ class Optimizer:
 
     def _snapshot(self, into=None):
         """A copy of the whole state, each buffer on its own device (a device-to-device
-        copy on the GPU), written into the arrays of an older snapshot ``into`` where
-        they fit."""
+        copy on the GPU, one per buffer name when the buffers are packed), written into
+        the arrays of an older snapshot ``into`` where they fit."""
         old = into[2] if into is not None else {}
-        bufs = {}
-        for b, arrs in self._state.items():
-            prev = old.get(b, [None] * len(arrs))
-            bufs[b] = [None if a is None else F.copy(a, _fits(d, a)) for a, d in zip(arrs, prev)]
+        bufs = {b: None if arrs[0] is None else F.snapshot(arrs, old.get(b))
+                for b, arrs in self._state.items()}
         return dict(self._hp), self._step_count, bufs
 
     def _restore(self, snap):
@@ -279,8 +298,13 @@ class Optimizer:
         hp, step, bufs = snap
         self._hp = dict(hp)
         self._step_count = step
-        self._state = {b: [None if a is None else F.copy(a) for a in arrs]
-                       for b, arrs in bufs.items()}
+        for b, saved in bufs.items():
+            if saved is None:
+                self._state[b] = [None] * len(self.params)
+                continue
+            if self._state[b][0] is None:
+                self._state[b] = [F.empty_like(p.data) for p in self.params]
+            F.restore(self._state[b], saved)
 
     # -- saving and restoring
     def state_dict(self):
@@ -472,23 +496,20 @@ class SGD(Optimizer):
     nesterov = _hyperparameter("nesterov")
     weight_decay = _hyperparameter("weight_decay")
 
-    def _update(self, i, param, grad):
+    def _needs(self, name):
+        return self._hp["momentum"] != 0
+
+    def _apply(self, theta, grad, state, first):
         # one fused pass (the backends' sgd_update), operation for operation:
         #   g = g + wd * theta
         #   buf = g (first step), else buf = buf * mu + (1 - dampening) * g
         #   g = g + mu * buf (nesterov) or buf;  theta += -lr * g
         hp = self._hp
-        theta = param.data
         t = np.dtype(theta.dtype).type
-        mu = hp["momentum"]
-        buf = self._buffer("momentum_buffer", i) if mu != 0 else None
-        first = buf is None
-        if mu != 0 and first:
-            buf = self._state["momentum_buffer"][i] = F.empty_like(theta)
+        buf = state.get("momentum_buffer", theta)
         F.backend(theta).sgd_update(
-            F.ravel(theta), F.ravel(grad), F.ravel(theta if buf is None else buf),
-            t(hp["weight_decay"]), t(mu), t(1 - hp["dampening"]), t(-hp["lr"]),
-            hp["nesterov"], first)
+            theta, grad, buf, t(hp["weight_decay"]), t(hp["momentum"]), t(1 - hp["dampening"]),
+            t(-hp["lr"]), hp["nesterov"], first)
 
 
 # ---------------------------------------------------------------- Adam
@@ -582,15 +603,10 @@ class Adam(Optimizer):
                     f"{'hold' if step > 0 else 'not hold'} `{b}` buffers"
                 )
 
-    def _update(self, i, param, grad):
+    def _apply(self, theta, grad, state, first):
         hp = self._hp
-        theta = param.data
         t = np.dtype(theta.dtype).type
         beta1, beta2 = hp["betas"]
-        m, v = self._buffer("exp_avg", i), self._buffer("exp_avg_sq", i)
-        if m is None:
-            m = self._state["exp_avg"][i] = F.zeros_like(theta)
-            v = self._state["exp_avg_sq"][i] = F.zeros_like(theta)
         # one fused pass (backends.cpu.adam_update), operation for operation:
         #   g = g + wd * theta
         #   m.lerp_(g, 1 - beta1), with torch's two formulas for small and large weights
@@ -601,7 +617,7 @@ class Adam(Optimizer):
         bias_correction2 = 1 - beta2**step
         step_size = hp["lr"] / bias_correction1
         F.backend(theta).adam_update(
-            F.ravel(theta), F.ravel(grad), F.ravel(m), F.ravel(v),
+            theta, grad, state["exp_avg"], state["exp_avg_sq"],
             t(hp["weight_decay"]), t(1 - beta1), t(beta2), t(1 - beta2), t(-step_size),
             t(bias_correction2**0.5), t(hp["eps"]))
 

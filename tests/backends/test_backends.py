@@ -245,19 +245,23 @@ def test_conv2d_grad_input(rng, backend, dtype, case):
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 @pytest.mark.parametrize("case", CONV_CASES)
-def test_conv2d_grad_weight(rng, backend, dtype, case):
+@pytest.mark.parametrize("accumulate", [False, True])
+def test_conv2d_grad_weight(rng, backend, dtype, case, accumulate):
     x, w, _, dy = _conv_data(rng, dtype, case)
     s, p, d = case[6:]
     ref_w, ref_b = naive_conv2d_grad_weight(x, dy, w.shape, s, p, d)
+    # accumulate: added to what the outputs hold (a layer's gradients), else overwritten
+    w0 = rng.standard_normal(w.shape).astype(dtype) if accumulate else np.nan
+    b0 = rng.standard_normal(w.shape[0]).astype(dtype) if accumulate else np.nan
     # the CPU splits the batch into `nchunks` partial sums; the GPU twin takes the
     # argument and ignores it (one summing order), so one call checks it
     for nchunks in range(1, x.shape[0] + 1) if backend is cpu else (x.shape[0],):
-        dw = np.full(w.shape, np.nan, dtype=dtype)
-        db = np.full(w.shape[0], np.nan, dtype=dtype)
+        dw = np.full(w.shape, w0, dtype=dtype)
+        db = np.full(w.shape[0], b0, dtype=dtype)
         with single_threaded_blas():
-            backend.conv2d_grad_weight(x, dy, dw, db, *s, *p, *d, nchunks)
-        _assert_close(dw, ref_w, dtype)
-        _assert_close(db, ref_b, dtype)
+            backend.conv2d_grad_weight(x, dy, dw, db, *s, *p, *d, nchunks, accumulate)
+        _assert_close(dw, ref_w + w0 if accumulate else ref_w, dtype)
+        _assert_close(db, ref_b + b0 if accumulate else ref_b, dtype)
 
 
 @pytest.mark.skipif("cuda" not in BACKENDS, reason="no GPU and no CUDA simulator")
@@ -273,8 +277,10 @@ def test_cuda_conv_layers_beyond_the_columns_limit(rng, monkeypatch, per_slice):
     x, w, _, dy = _conv_data(rng, np.float64, case)
     monkeypatch.setattr(cuda_backend, "COLS_LIMIT", per_slice * w[0].size * dy[0, 0].size)
     cu = BACKENDS["cuda"]
-    for test in (test_conv2d, test_conv2d_grad_input, test_conv2d_grad_weight):
+    for test in (test_conv2d, test_conv2d_grad_input):
         test(rng, cu, np.float64, case)
+    for accumulate in (False, True):
+        test_conv2d_grad_weight(rng, cu, np.float64, case, accumulate)
 
 
 #: ((k0, k1), (s0, s1), (p0, p1)): padding at most k // 2, mostly overlapping windows
@@ -365,7 +371,7 @@ def test_conv2d_matches_torch(rng, backend, dtype, case):
     with single_threaded_blas():
         backend.conv2d(x, w, b, out, *s, *p, *d)
         backend.conv2d_grad_input(dy, w, dx, *s, *p, *d)
-        backend.conv2d_grad_weight(x, dy, dw, db, *s, *p, *d, min(2, x.shape[0]))
+        backend.conv2d_grad_weight(x, dy, dw, db, *s, *p, *d, min(2, x.shape[0]), False)
     _assert_close(out, ty.detach().numpy(), dtype)
     _assert_close(dx, tx.grad.numpy(), dtype)
     _assert_close(dw, tw.grad.numpy(), dtype)

@@ -254,6 +254,107 @@ def test_cuda_training_step_equals_cpu(kind, dtype):
     assert np.abs(host(gpu_model.parameters()[0].data) - start.parameters()[0].data).max() > 1e-4
 
 
+def count_launches(monkeypatch):
+    """A list that gets one entry per CUDA kernel launched from now on (through the
+    class every backend kernel is an instance of: filtkit's launcher on a GPU, numba's
+    simulated kernel on the simulator)."""
+    from filtkit.backends import cuda as cuda_backend
+
+    kernel_type = type(cuda_backend._fill_kernel)
+    launches, getitem = [], kernel_type.__getitem__
+
+    def counted(self, launch):
+        launches.append(launch)
+        return getitem(self, launch)
+
+    monkeypatch.setattr(kernel_type, "__getitem__", counted)
+    return launches
+
+
+def moved_one_by_one(model):
+    """The model on the GPU with every parameter an array of its own (not packed)."""
+    for p in model.parameters():
+        p.to("cuda")
+    return model.to("cuda")
+
+
+@needs_cuda
+@pytest.mark.parametrize("kind", ["sgd", "adam"])
+def test_cuda_packed_parameters_update_in_one_launch_with_the_same_bits(monkeypatch, kind):
+    """.to("cuda") packs the values and the gradients into one flat buffer each; then
+    zero_grad, the optimizer's update (its buffers packed too) and the finiteness check
+    of the gradients are one launch each, and training gives exactly the bits of the
+    same model with separate arrays (updated one parameter at a time)."""
+    from filtkit.cnn import functional as F
+
+    X, y = _data(8, seed=6)
+    packed, separate = tiny_lenet().to("cuda"), moved_one_by_one(tiny_lenet())
+    params = packed.parameters()
+    values, grads = F.packed([p.data for p in params]), F.packed([p.grad for p in params])
+    assert values is not None and grads is not None
+    assert values.size == grads.size == sum(p.size for p in params)
+    assert F.packed([p.data for p in separate.parameters()]) is None
+    for model in (packed, separate):
+        model.fit(X[:4], y[:4], epochs=1, batch_size=4, seed=0, progress=False,
+                  optimizer=make_optimizer(kind, model))
+    opt = packed.optimizer
+    for arrays in opt._state.values():
+        assert F.packed(arrays) is not None
+
+    def step(model, launches):  # fit's steps, one launch count after another
+        model.zero_grad()
+        counts = [len(launches)]
+        loss = cnn.CrossEntropyLoss()
+        loss(model._run(to_gpu(X[4:])), y[4:])
+        model._backward(loss.backward(), input_grad=False)
+        start = len(launches)
+        assert F.all_finite(*(p.grad for p in model.parameters()))
+        counts.append(len(launches) - start)
+        start = len(launches)
+        model.optimizer.step()
+        counts.append(len(launches) - start)
+        return counts
+
+    launches, n = count_launches(monkeypatch), len(params)
+    assert step(separate, launches) == [n, n + 1, n]  # + 1: zeroing the count
+    assert step(packed, launches) == [1, 2, 1]
+    monkeypatch.undo()
+    for p, q in zip(packed.parameters(), separate.parameters()):
+        np.testing.assert_array_equal(host(p.data), host(q.data), err_msg=p.name)
+    a, b = opt.state_dict(), separate.optimizer.state_dict()
+    assert a.keys() == b.keys()
+    for k in a:
+        np.testing.assert_array_equal(a[k], b[k], err_msg=k)
+
+
+@needs_cuda
+def test_cuda_packing_survives_moves_and_restored_state():
+    """Buffers moved or restored one by one are packed again at the next step (same
+    result); a parameter moved on its own leaves the pack, and the rest still trains
+    one parameter at a time, equal to the CPU."""
+    from filtkit.cnn import functional as F
+
+    X, y = _data(8, seed=7)
+    model, twin = tiny_lenet(), tiny_lenet()
+    for m in (model, twin):
+        m.fit(X[:4], y[:4], epochs=1, batch_size=4, seed=0, progress=False,
+              optimizer=make_optimizer("adam", m))
+    model.optimizer.load_state_dict(model.optimizer.state_dict())  # host arrays again
+    model.to("cuda")
+    assert F.packed(model.optimizer._state["exp_avg"]) is None  # moved one by one
+    for m in (model, twin):
+        m.fit(X[4:], y[4:], epochs=1, batch_size=4, seed=1, progress=False)
+    assert F.packed(model.optimizer._state["exp_avg"]) is not None
+    assert_same_training_state(model, twin, "after a repacking step")
+
+    params = model.parameters()
+    params[1].to("cpu").to("cuda")  # a new array: no longer the pack's view
+    assert F.packed([p.data for p in params]) is None
+    for m in (model, twin):
+        m.fit(X[:4], y[:4], epochs=1, batch_size=4, seed=2, progress=False)
+    assert_same_training_state(model, twin, "after a step one parameter at a time")
+
+
 @needs_cuda
 def test_cuda_resume_round_trip_save_and_load(tmp_path):
     """Train a step on the CPU, move model and optimizer to the GPU, train a step there,
