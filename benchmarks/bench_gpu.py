@@ -257,10 +257,59 @@ def launch_comparison():
     return lines
 
 
+def step_phases(arch, batch, reps=20, size=28):
+    """A filtkit training step in three phases (medians, ms): zero_grad, forward and
+    loss (the loss read back: the host waits for the forward's GPU work), backward and
+    Adam step as the host enqueues them, then the wait for the GPU to finish them; and
+    the kernel launches and GEMMs of one step (with CuPy the GEMMs are cuBLAS calls,
+    not among the launches; without it they are tiled-GEMM launches, counted in both)."""
+    from bench_cnn import ARCHS, LR
+
+    model = ARCHS[arch](seed=0).to("cuda")
+    opt, loss = cnn.Adam(model.parameters(), lr=LR), cnn.CrossEntropyLoss()
+    rng = np.random.default_rng(batch)
+    x = cuda.to_device(rng.standard_normal((batch, 1, size, size), dtype=np.float32))
+    y = rng.integers(0, 10, batch)
+
+    def step():
+        t0 = time.perf_counter()
+        model.zero_grad()
+        loss(model._run(x), y)
+        t1 = time.perf_counter()
+        model._backward(loss.backward(), input_grad=False)
+        opt.step()
+        t2 = time.perf_counter()
+        sync()
+        return t1 - t0, t2 - t1, time.perf_counter() - t2
+
+    for _ in range(3):
+        step()
+    phases = [statistics.median(p) * 1e3 for p in zip(*(step() for _ in range(reps)))]
+    kernel_type, gemm = type(cuda_backend._fill_kernel), cuda_backend.batched_matmul
+    counts = [0, 0]
+    getitem = kernel_type.__getitem__
+
+    def launch(self, config):
+        counts[0] += 1
+        return getitem(self, config)
+
+    def counted_gemm(*args):
+        counts[1] += 1
+        return gemm(*args)
+
+    kernel_type.__getitem__, cuda_backend.batched_matmul = launch, counted_gemm
+    try:
+        step()
+    finally:
+        kernel_type.__getitem__, cuda_backend.batched_matmul = getitem, gemm
+    return (f"| {arch} batch {batch} | {phases[0]:.3f} | {phases[1]:.3f} | {phases[2]:.3f} "
+            f"| {counts[0]} | {counts[1]} |")
+
+
 def host_profile():
     """Where the host's time goes: a 4096² 3x3 correlation's enqueue time against its
-    time with the GPU's work, then cProfile's top entries over 20 LeNet-5 training
-    steps at batch 256."""
+    time with the GPU's work; training steps in phases (:func:`step_phases`); then
+    cProfile's top entries over 20 LeNet-5 training steps at batch 256."""
     import cProfile
     import io
     import pstats
@@ -275,7 +324,12 @@ def host_profile():
     t2 = time.perf_counter()
     lines = ["", f"correlate 4096² K3, 200 calls in a row: the host enqueues one in "
              f"{1e6 * (t1 - t0) / 200:.0f} us; with the GPU's work, {1e6 * (t2 - t0) / 200:.0f} "
-             f"us a call", "", "cProfile of 20 LeNet-5 training steps, batch 256:", "```"]
+             f"us a call", "", "Training steps in phases (ms, medians of 20; kernel launches "
+             "besides the GEMMs):", "",
+             "| step | zero_grad, forward, loss on the host | backward + step enqueued "
+             "| wait for the GPU | kernel launches | GEMMs |", "|---|---|---|---|---|---|"]
+    lines += [step_phases(arch, batch) for arch in ("lenet5", "convnet") for batch in (64, 256)]
+    lines += ["", "cProfile of 20 LeNet-5 training steps, batch 256:", "```"]
     step = training_steps("lenet5", 256)[0]
     pipelined(step, 3)
     prof = cProfile.Profile()

@@ -1101,8 +1101,26 @@ def add_to(out, x):
 
 
 def multiply(a, b, out):
-    """``out = a * b`` on flat arrays of one dtype (a dropout mask applied)."""
+    """``out = a * b`` on flat arrays of one dtype (a mask applied)."""
     np.multiply(a, b, out=out)
+
+
+@njit(parallel=PARALLEL, **_jit)
+def dropout(x, keep, scale, out):
+    """Inverted dropout's mask applied: ``out = x * scale`` where ``keep``, ``x * 0``
+    elsewhere (so NaN stays NaN, as a multiplication by the scaled mask gives).
+
+    x, out : 1-D (flattened) arrays of one float dtype; keep : 1-D bool array;
+    scale : ``1 / (1 - p)`` in that dtype.  The forward and the backward pass.
+    """
+    n = x.shape[0]
+    zero = out.dtype.type(0)
+    chunk = 16384
+    for c in prange((n + chunk - 1) // chunk):
+        lo = c * chunk
+        hi = min(n, lo + chunk)
+        for i in range(lo, hi):
+            out[i] = x[i] * (scale if keep[i] else zero)
 
 
 def fill(out, value):

@@ -204,6 +204,16 @@ def device_empty(shape, dtype):
     return cuda.as_cuda_array(cp.empty(shape, dtype=dtype), sync=False)
 
 
+def to_device(a):
+    """The host array ``a`` copied into a new C-contiguous device array from
+    :func:`device_empty` (CuPy's pool where it is there: an upload each step or call
+    then costs no cudaMalloc)."""
+    a = np.ascontiguousarray(a)
+    out = device_empty(a.shape, a.dtype)
+    out.copy_to_device(a)
+    return out
+
+
 def _grid1(n):
     """Blocks of THREADS_1D threads, or one block of whole warps when ``n`` is smaller
     (a parameter's bias, a batch's rows: no idle warps launched)."""
@@ -1275,6 +1285,20 @@ def multiply(a, b, out):
     """``out = a * b`` on flat device arrays (see the CPU twin)."""
     blocks, threads = _grid1(out.shape[0])
     _multiply_kernel[blocks, threads](a, b, out)
+
+
+@_kernel
+def _dropout_kernel(x, keep, scale, out):
+    i = cuda.grid(1)
+    if i < out.shape[0]:
+        out[i] = x[i] * (scale if keep[i] else out.dtype.type(0))
+
+
+def dropout(x, keep, scale, out):
+    """Inverted dropout's mask applied (see the CPU twin): ``out = x * scale`` where
+    ``keep``, ``x * 0`` elsewhere; the mask goes up as one byte a value."""
+    blocks, threads = _grid1(out.shape[0])
+    _dropout_kernel[blocks, threads](x, keep, scale, out)
 
 
 @_kernel

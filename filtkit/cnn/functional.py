@@ -130,9 +130,7 @@ def to_device(a, device):
         return a
     if device == "cpu":
         return a.copy_to_host()
-    from numba import cuda
-
-    return cuda.to_device(np.ascontiguousarray(a))
+    return cuda_backend().to_device(a)
 
 
 def to_host(a):
@@ -266,10 +264,13 @@ def softmax(x):
     return out
 
 
-def multiply(a, b):
-    """``a * b`` (same shape, dtype and device)."""
-    out = empty_like(a)
-    backend(a).multiply(_flat(a), _flat(b), _flat(out))
+def dropout(x, keep, scale):
+    """``x * scale`` where the bool array ``keep`` (``x``'s shape, on its device) is
+    true, ``x * 0`` elsewhere: inverted dropout's forward and backward pass."""
+    if not is_device_array(x):
+        x = np.ascontiguousarray(x)
+    out = empty_like(x)
+    backend(x).dropout(ravel(x), ravel(keep), np.dtype(x.dtype).type(scale), ravel(out))
     return out
 
 

@@ -476,9 +476,9 @@ class Dropout(Layer):
         Source of the masks.
 
     On the GPU the mask is still drawn on the host from ``rng`` (the same
-    draws as on the CPU) and uploaded, then applied there: the same seed
-    gives the same mask on either device, which keeps GPU training equal to
-    CPU training at the cost of one upload per forward pass.
+    draws as on the CPU) and uploaded (one byte a value), then applied there:
+    the same seed gives the same mask on either device, which keeps GPU
+    training equal to CPU training at the cost of one upload per forward pass.
 
     Examples
     --------
@@ -496,28 +496,29 @@ class Dropout(Layer):
         if self.p >= 1.0:
             raise ValueError(f"`p` must be in [0, 1), got {p!r}")
         self._rng = _rng(rng)
-        self._mask = None
+        self._keep = None
+        self._dtype = None
         self._shape = None
 
     def forward(self, x):
         x = self._float_input(x)
         self._shape = tuple(x.shape)
         if not self.training or self.p == 0.0:
-            self._mask = None
+            self._keep = None
             return x
-        dtype = np.dtype(x.dtype)
-        rdtype = np.float32 if dtype == np.float32 else np.float64
+        self._dtype = np.dtype(x.dtype)
+        rdtype = np.float32 if self._dtype == np.float32 else np.float64
         keep = self._rng.random(self._shape, dtype=rdtype) >= self.p
-        mask = keep.astype(dtype) * dtype.type(1.0 / (1.0 - self.p))
-        self._mask = F.to_device(mask, F.device_of(x))
-        return F.multiply(x, self._mask)
+        self._keep = F.to_device(keep, F.device_of(x))
+        return F.dropout(x, self._keep, 1.0 / (1.0 - self.p))
 
     def backward(self, dy):
         self._need_forward("_shape")
-        if self._mask is None:
+        if self._keep is None:
             self._check_dy(dy, self._shape)
             return dy
-        return F.multiply(self._grad(dy, self._shape, self._mask), self._mask)
+        return F.dropout(self._grad(dy, self._shape, self._keep, self._dtype), self._keep,
+                         1.0 / (1.0 - self.p))
 
     def config(self):
         return dict(p=self.p)

@@ -35,13 +35,11 @@ _WEIGHTS_MAX = 64
 
 def _weights(a, dtype):
     """The device copy of the small host array ``a`` as ``dtype`` (C-contiguous)."""
-    from numba import cuda
-
     a = np.array(a, dtype=dtype, order="C")  # a copy, with C strides on length-1 axes too
     key = (a.dtype.str, a.shape, a.tobytes())
     dev = _WEIGHTS.pop(key, None)
     if dev is None:
-        dev = cuda.to_device(a)
+        dev = cuda_backend().to_device(a)
         try:
             dev._filtkit_host = a  # the kernels' tap pattern, read without a download
         except AttributeError:  # pragma: no cover - an array type without attributes
@@ -119,9 +117,7 @@ def correlate_gpu(x, kernel, flip, mode, boundary, cval, stride, dilation, chann
         xf, kernel, dtype, code, cval, stride, dilation, channel_axis = _prepare(
             x, kernel, mode, boundary, cval, stride, dilation, channel_axis)
         bk = cuda_backend()
-        from numba import cuda
-
-        xd = cuda.to_device(xf)
+        xd = bk.to_device(xf)
         shape_in = xf.shape
     w = as_float(kernel, dtype=dtype)
     if flip:
@@ -209,10 +205,7 @@ class GpuImage:
         convert), a numpy one converted (``img_as_float`` when ``scale``) and copied."""
         if self.on_device:
             return self._x
-        cuda_backend()  # the clear error where there is no GPU
-        from numba import cuda
-
-        return cuda.to_device(as_float(self.checked, scale=scale))
+        return cuda_backend().to_device(as_float(self.checked, scale=scale))
 
     def give_back(self, result):
         """``result`` (a device array) where the input lives."""
@@ -291,10 +284,8 @@ def _apply_mask(bk, result, keep):
     """``result *= keep`` with the host's eroded mask ``keep`` (bool), uploaded."""
     if keep is None:
         return result
-    from numba import cuda
-
     flat = result.reshape(-1)
-    bk.multiply(flat, cuda.to_device(keep.astype(np.dtype(result.dtype)).reshape(-1)), flat)
+    bk.multiply(flat, bk.to_device(keep.astype(np.dtype(result.dtype)).reshape(-1)), flat)
     return result
 
 

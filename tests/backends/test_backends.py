@@ -625,6 +625,24 @@ def test_bias_helpers_and_elementwise_products(rng, backend, dtype):
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_dropout_equals_the_scaled_mask_product(rng, backend, dtype):
+    """The bool mask applied as the float mask ``keep * scale`` multiplied in would
+    be, bit for bit (NaN and infinity dropped to NaN, as ``x * 0`` gives), over more
+    values than one parallel chunk of the CPU twin."""
+    x = rng.standard_normal(40_000).astype(dtype)
+    x[[5, 17, 29]] = [np.nan, np.inf, -np.inf]
+    keep = rng.random(x.size) >= 0.3
+    keep[[5, 17]] = False
+    scale = dtype(1 / 0.7)
+    out = np.full_like(x, 7.0)
+    with np.errstate(invalid="ignore"):
+        want = x * (keep.astype(dtype) * scale)
+        backend.dropout(x, keep, scale, out)
+    assert np.isnan(out[[5, 17]]).all() and (out[~keep & np.isfinite(x)] == 0).all()
+    np.testing.assert_array_equal(out, want)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
 def test_total_count_nonfinite_argmax(rng, backend, dtype):
     x = rng.standard_normal(77).astype(dtype)
     out = np.full(1, np.nan, dtype=dtype)
