@@ -625,11 +625,12 @@ def test_bias_helpers_and_elementwise_products(rng, backend, dtype):
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.filterwarnings("ignore::RuntimeWarning")  # the simulator's inf * 0
 def test_dropout_equals_the_scaled_mask_product(rng, backend, dtype):
     """The bool mask applied as the float mask ``keep * scale`` multiplied in would
-    be, bit for bit (NaN and infinity dropped to NaN, as ``x * 0`` gives), over more
-    values than one parallel chunk of the CPU twin."""
-    x = rng.standard_normal(40_000).astype(dtype)
+    be, bit for bit (NaN and infinity dropped to NaN, as ``x * 0`` gives); on the CPU
+    over more values than one parallel chunk."""
+    x = rng.standard_normal(40_000 if backend is cpu else 1000).astype(dtype)
     x[[5, 17, 29]] = [np.nan, np.inf, -np.inf]
     keep = rng.random(x.size) >= 0.3
     keep[[5, 17]] = False

@@ -271,6 +271,12 @@ def count_launches(monkeypatch):
     return launches
 
 
+def _dense_data(seed):
+    """Eight samples for :func:`dense_net` (the packing tests' small network)."""
+    rng = np.random.default_rng(seed)
+    return rng.standard_normal((8, 6)), rng.integers(0, 3, 8)
+
+
 def moved_one_by_one(model):
     """The model on the GPU with every parameter an array of its own (not packed)."""
     for p in model.parameters():
@@ -287,8 +293,8 @@ def test_cuda_packed_parameters_update_in_one_launch_with_the_same_bits(monkeypa
     same model with separate arrays (updated one parameter at a time)."""
     from filtkit.cnn import functional as F
 
-    X, y = _data(8, seed=6)
-    packed, separate = tiny_lenet().to("cuda"), moved_one_by_one(tiny_lenet())
+    X, y = _dense_data(seed=6)
+    packed, separate = dense_net().to("cuda"), moved_one_by_one(dense_net())
     params = packed.parameters()
     values, grads = F.packed([p.data for p in params]), F.packed([p.grad for p in params])
     assert values is not None and grads is not None
@@ -335,8 +341,8 @@ def test_cuda_packing_survives_moves_and_restored_state():
     one parameter at a time, equal to the CPU."""
     from filtkit.cnn import functional as F
 
-    X, y = _data(8, seed=7)
-    model, twin = tiny_lenet(), tiny_lenet()
+    X, y = _dense_data(seed=7)
+    model, twin = dense_net(), dense_net()
     for m in (model, twin):
         m.fit(X[:4], y[:4], epochs=1, batch_size=4, seed=0, progress=False,
               optimizer=make_optimizer("adam", m))
