@@ -306,6 +306,36 @@ def step_phases(arch, batch, reps=20, size=28):
             f"| {counts[0]} | {counts[1]} |")
 
 
+def host_costs(reps=2000):
+    """The host's time per call (enqueue only, median of blocks of 100 calls) of what a
+    training step is made of: an allocation, a small kernel launch, a GEMM call (LeNet-5's
+    second convolution at batch 256, cuBLAS through CuPy) and a small upload."""
+    a = cuda_backend.device_empty((1, 16, 150), np.float32)
+    b = cuda_backend.device_empty((256, 150, 100), np.float32)
+    c = cuda_backend.device_empty((256, 16, 100), np.float32)
+    small = cuda_backend.device_empty((10,), np.float32)
+    labels = np.arange(256, dtype=np.int64)
+    cases = [("device_empty((256, 6, 28, 28))",
+              lambda: cuda_backend.device_empty((256, 6, 28, 28), np.float32)),
+             ("fill of 10 values (one launch)", lambda: cuda_backend.fill(small, 0.0)),
+             ("batched_matmul (1x16x150 @ 256x150x100)",
+              lambda: cuda_backend.batched_matmul(a, b, c, False, False, False)),
+             ("to_device of 256 int64", lambda: cuda_backend.to_device(labels))]
+    lines = ["", "Host time per call (us, enqueue only, median of blocks of 100 calls):", ""]
+    for label, f in cases:
+        f()
+        sync()
+        blocks = []
+        for _ in range(reps // 100):
+            t0 = time.perf_counter()
+            for _ in range(100):
+                f()
+            blocks.append((time.perf_counter() - t0) / 100)
+            sync()
+        lines.append(f"- {label}: {statistics.median(blocks) * 1e6:.1f}")
+    return lines
+
+
 def host_profile():
     """Where the host's time goes: a 4096² 3x3 correlation's enqueue time against its
     time with the GPU's work; training steps in phases (:func:`step_phases`); then
@@ -329,6 +359,7 @@ def host_profile():
              "| step | zero_grad, forward, loss on the host | backward + step enqueued "
              "| wait for the GPU | kernel launches | GEMMs |", "|---|---|---|---|---|---|"]
     lines += [step_phases(arch, batch) for arch in ("lenet5", "convnet") for batch in (64, 256)]
+    lines += host_costs()
     lines += ["", "cProfile of 20 LeNet-5 training steps, batch 256:", "```"]
     step = training_steps("lenet5", 256)[0]
     pipelined(step, 3)
