@@ -1016,6 +1016,7 @@ def conv2d_grad_weight(x, dy, dw, db, s0, s1, p0, p1, d0, d1, nchunks, accumulat
     nb, no, ho, wo = dy.shape
     nc, kh, kw = dw.shape[1], dw.shape[2], dw.shape[3]
     nk, hw = nc * kh * kw, ho * wo
+    dy3 = dy.reshape((nb, no, hw))
     slices = _col_slices(nb, nk * hw)
     if slices is None:
         blocks, threads = _grid1(dw.size)
@@ -1023,7 +1024,6 @@ def conv2d_grad_weight(x, dy, dw, db, s0, s1, p0, p1, d0, d1, nchunks, accumulat
                                                     accumulate)
     else:
         dw2 = dw.reshape((no, nk))
-        dy3 = dy.reshape((nb, no, hw))
         for a, e in slices:
             cols = device_empty((e - a, nk, hw), x.dtype)
             _im2col(_rows(x, a, e), cols, s0, s1, p0, p1, d0, d1, kh, kw, wo)
@@ -1035,7 +1035,7 @@ def conv2d_grad_weight(x, dy, dw, db, s0, s1, p0, p1, d0, d1, nchunks, accumulat
     if dtype not in _BIAS_GRAD:
         _BIAS_GRAD[dtype] = _make_bias_grad(numba_dtype(dtype))
     threads = min(REDUCE_THREADS, 1 << max(5, (hw - 1).bit_length()))  # no idle warps
-    _BIAS_GRAD[dtype][no, threads](dy.reshape((nb, no, hw)), db, accumulate)
+    _BIAS_GRAD[dtype][no, threads](dy3, db, accumulate)
 
 
 # -- element-wise ----------------------------------------------------------------------------
@@ -1275,30 +1275,17 @@ def add_to(out, x):
 
 
 @_kernel
-def _multiply_kernel(a, b, out):
-    i = cuda.grid(1)
-    if i < out.shape[0]:
-        out[i] = a[i] * b[i]
-
-
-def multiply(a, b, out):
-    """``out = a * b`` on flat device arrays (see the CPU twin)."""
-    blocks, threads = _grid1(out.shape[0])
-    _multiply_kernel[blocks, threads](a, b, out)
-
-
-@_kernel
-def _dropout_kernel(x, keep, scale, out):
+def _apply_mask_kernel(x, keep, scale, out):
     i = cuda.grid(1)
     if i < out.shape[0]:
         out[i] = x[i] * (scale if keep[i] else out.dtype.type(0))
 
 
-def dropout(x, keep, scale, out):
-    """Inverted dropout's mask applied (see the CPU twin): ``out = x * scale`` where
-    ``keep``, ``x * 0`` elsewhere; the mask goes up as one byte a value."""
+def apply_mask(x, keep, scale, out):
+    """A bool mask applied (see the CPU twin): ``out = x * scale`` where ``keep``,
+    ``x * 0`` elsewhere; the mask goes up as one byte a value."""
     blocks, threads = _grid1(out.shape[0])
-    _dropout_kernel[blocks, threads](x, keep, scale, out)
+    _apply_mask_kernel[blocks, threads](x, keep, scale, out)
 
 
 @_kernel

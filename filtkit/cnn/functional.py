@@ -175,9 +175,10 @@ def pack(arrays, device=None, *, zero=False):
             fill(flat, 0)
     views, start = [], 0
     for a, n in zip(arrays, sizes):
+        part = flat[start:start + n]
         if not zero and device_of(a) != "cpu":
-            copy(ravel(a), flat[start:start + n])
-        view = flat[start:start + n].reshape(tuple(a.shape))
+            copy(ravel(a), part)
+        view = part.reshape(tuple(a.shape))
         try:
             view._filtkit_packed = (flat, start)
         except AttributeError:  # a numpy array takes no tag: the views are not `packed`
@@ -270,7 +271,7 @@ def dropout(x, keep, scale):
     if not is_device_array(x):
         x = np.ascontiguousarray(x)
     out = empty_like(x)
-    backend(x).dropout(ravel(x), ravel(keep), np.dtype(x.dtype).type(scale), ravel(out))
+    backend(x).apply_mask(ravel(x), ravel(keep), np.dtype(x.dtype).type(scale), ravel(out))
     return out
 
 

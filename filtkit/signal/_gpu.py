@@ -285,7 +285,8 @@ def _apply_mask(bk, result, keep):
     if keep is None:
         return result
     flat = result.reshape(-1)
-    bk.multiply(flat, bk.to_device(keep.astype(np.dtype(result.dtype)).reshape(-1)), flat)
+    keep = bk.to_device(np.ascontiguousarray(keep, dtype=bool).reshape(-1))
+    bk.apply_mask(flat, keep, np.dtype(result.dtype).type(1), flat)
     return result
 
 
