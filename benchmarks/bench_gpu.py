@@ -183,19 +183,40 @@ def sobel_case(x):
     return filter_row(f"sobel {n}² f32", x, fk, peer)
 
 
+def network(arch, batch, size=28):
+    """filtkit's network ``arch`` (seed 0, still on the CPU), Adam on its parameters,
+    the loss, and a random batch ``(x, y)`` of ``size`` x ``size`` images."""
+    from bench_cnn import ARCHS, LR
+
+    model = ARCHS[arch](seed=0)
+    opt, loss = cnn.Adam(model.parameters(), lr=LR), cnn.CrossEntropyLoss()
+    rng = np.random.default_rng(batch)
+    x = rng.standard_normal((batch, 1, size, size), dtype=np.float32)
+    return model, opt, loss, x, rng.integers(0, 10, batch)
+
+
+def forward_loss(model, loss, xd, y):
+    """The first half of a filtkit training step: zero_grad, forward, the loss (on the
+    host: the host waits for the forward's GPU work)."""
+    model.zero_grad()
+    return loss(model._run(xd), y)
+
+
+def backward_step(model, opt, loss):
+    """The second half: backward and the optimizer's step, enqueued."""
+    model._backward(loss.backward(), input_grad=False)
+    opt.step()
+
+
 def training_steps(arch, batch):
     """One training step of filtkit on the GPU and of the same torch network on CUDA, as
     two functions, and their first losses' relative difference."""
-    from bench_cnn import ARCHS, LR, to_torch
+    from bench_cnn import LR, to_torch
 
-    model = ARCHS[arch](seed=0)
+    model, opt, loss, x, y = network(arch, batch)
     tmodel = to_torch(model).cuda()
     model.to("cuda")
-    opt, loss = cnn.Adam(model.parameters(), lr=LR), cnn.CrossEntropyLoss()
     topt, crit = torch.optim.Adam(tmodel.parameters(), lr=LR), torch.nn.CrossEntropyLoss()
-    rng = np.random.default_rng(batch)
-    x = rng.standard_normal((batch, 1, 28, 28), dtype=np.float32)
-    y = rng.integers(0, 10, batch)
     xd, xt, yt = cuda.to_device(x), torch.as_tensor(x, device="cuda"), torch.as_tensor(
         y, device="cuda")
     # the same loss from the same weights and batch (evaluation mode: no dropout masks)
@@ -208,10 +229,8 @@ def training_steps(arch, batch):
     tmodel.train()
 
     def fk():
-        model.zero_grad()
-        value = loss(model._run(xd), y)
-        model._backward(loss.backward(), input_grad=False)
-        opt.step()
+        value = forward_loss(model, loss, xd, y)
+        backward_step(model, opt, loss)
         return value
 
     def th():
@@ -263,21 +282,15 @@ def step_phases(arch, batch, reps=20, size=28):
     Adam step as the host enqueues them, then the wait for the GPU to finish them; and
     the kernel launches and GEMMs of one step (with CuPy the GEMMs are cuBLAS calls,
     not among the launches; without it they are tiled-GEMM launches, counted in both)."""
-    from bench_cnn import ARCHS, LR
-
-    model = ARCHS[arch](seed=0).to("cuda")
-    opt, loss = cnn.Adam(model.parameters(), lr=LR), cnn.CrossEntropyLoss()
-    rng = np.random.default_rng(batch)
-    x = cuda.to_device(rng.standard_normal((batch, 1, size, size), dtype=np.float32))
-    y = rng.integers(0, 10, batch)
+    model, opt, loss, x, y = network(arch, batch, size)
+    model.to("cuda")
+    xd = cuda.to_device(x)
 
     def step():
         t0 = time.perf_counter()
-        model.zero_grad()
-        loss(model._run(x), y)
+        forward_loss(model, loss, xd, y)
         t1 = time.perf_counter()
-        model._backward(loss.backward(), input_grad=False)
-        opt.step()
+        backward_step(model, opt, loss)
         t2 = time.perf_counter()
         sync()
         return t1 - t0, t2 - t1, time.perf_counter() - t2
