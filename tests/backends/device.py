@@ -71,9 +71,9 @@ def _numba_layout():
     import importlib.util
     from pathlib import Path
 
-    import numba_cuda
+    from numba import cuda
 
-    path = Path(numba_cuda.__file__).parent / "numba" / "cuda" / "cudadrv" / "dummyarray.py"
+    path = Path(cuda.__file__).parent / "cudadrv" / "dummyarray.py"
     spec = importlib.util.spec_from_file_location("_numba_dummyarray", path)
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
