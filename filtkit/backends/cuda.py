@@ -306,11 +306,9 @@ def _unrolled_source(kh, kw, taps):
         "    h = x.shape[1]",
         "    wdt = x.shape[2]",
         "    cv = out.dtype.type(cval)",
-        f"    for a in range(ty, {rows_in}, {UNROLL_TY}):",
-        "        r = _map_index(i0 - off0 + a, h, mode)",
-        f"        for c in range(tx, {cols_in}, {UNROLL_TX}):",
-        "            q = _map_index(j0 - off1 + c, wdt, mode)",
-        "            sm[a, c] = cv if r < 0 or q < 0 else x[b, r, q]",
+    ]
+    src += _window_loads(rows_in, cols_in, UNROLL_TX * UNROLL_TY)
+    src += [
         "    cuda.syncthreads()",
         "    j = j0 + tx",
         "    if j >= out.shape[2]:",
@@ -340,6 +338,46 @@ def _unrolled_source(kh, kw, taps):
     for r in range(rows):
         src += [f"    if i + {r} < out.shape[1]:", f"        out[b, i + {r}, j] = acc{r}"]
     return "\n".join(src)
+
+
+def _window_loads(rows_in, cols_in, threads):
+    """Source that copies a block's ``rows_in x cols_in`` input window (mapped through
+    the boundary mode) into ``sm``, the window's element ``e`` by thread ``e % threads``.
+
+    Written out in rounds of LOAD_ROUND elements a thread: first every index, then
+    every load (from an index clamped into the image, so none needs a guard), then
+    every store, the values outside the image (constant mode) replaced by ``cv``.  A
+    thread thus has a round's loads in flight at once; a loop whose store waits on
+    each load in turn has one.
+    """
+    n = rows_in * cols_in
+    per = -(-n // threads)
+    src = [f"    tid = ty * {UNROLL_TX} + tx",
+           "    r_base = i0 - off0",
+           "    c_base = j0 - off1"]
+    for start in range(0, per, LOAD_ROUND):
+        ts = range(start, min(per, start + LOAD_ROUND))
+        for t in ts:
+            e = f"tid + {t * threads}"
+            if (t + 1) * threads > n:  # beyond the window for some threads: clamped
+                e = f"min({e}, {n - 1})"
+            src += [f"    le{t} = {e}",
+                    f"    la{t} = le{t} // {cols_in}",
+                    f"    lc{t} = le{t} - la{t} * {cols_in}",
+                    f"    lr{t} = _map_index(r_base + la{t}, h, mode)",
+                    f"    lq{t} = _map_index(c_base + lc{t}, wdt, mode)"]
+        src += [f"    lv{t} = x[b, max(lr{t}, 0), max(lq{t}, 0)]" for t in ts]
+        for t in ts:
+            store = f"sm[la{t}, lc{t}] = cv if lr{t} < 0 or lq{t} < 0 else lv{t}"
+            if (t + 1) * threads > n:
+                src += [f"    if tid + {t * threads} < {n}:", f"        {store}"]
+            else:
+                src.append(f"    {store}")
+    return src
+
+
+#: elements of a tile's input window one thread loads before it stores any
+LOAD_ROUND = 16
 
 
 def _unrolled(dtype, kh, kw, taps):
@@ -530,9 +568,14 @@ def _pass_source(kind):
             "    wdt = x.shape[2]",
             "    cv = tmp.dtype.type(cval)",
             "    inside = c < wdt",
-            f"    for a in range(ty, rows_in, {PASS_TY}):",
-            "        r = _map_index(i0 * s0 - off0 + a, h, mode)",
-            "        sm[a * 32 + tx] = x[b, r, c] if inside and r >= 0 else cv",
+            "    top = i0 * s0 - off0",
+            "    cc = c if inside else wdt - 1",
+        ]
+        src += _strip_loads("ty", "rows_in", PASS_TY, "        ", [
+            "r{u} = _map_index(top + a{u}, h, mode)",
+            "v{u} = x[b, max(r{u}, 0), cc]",
+            "sm[a{u} * 32 + tx] = v{u} if inside and r{u} >= 0 else cv"])
+        src += [
             "    cuda.syncthreads()",
             "    if not inside:",
             "        return",
@@ -561,10 +604,14 @@ def _pass_source(kind):
             "    for m in range(col.shape[0]):",
             "        edge += col[m]",
             "    edge *= out.dtype.type(cval)",
+            "    left = j0 * s1 - off1",
             "    if i < ho:",
-            "        for a in range(tx, cols_in, 32):",
-            "            q = _map_index(j0 * s1 - off1 + a, wdt, mode)",
-            "            sm[ty * cols_in + a] = edge if q < 0 else tmp[b, i, q]",
+        ]
+        src += _strip_loads("tx", "cols_in", 32, "            ", [
+            "q{u} = _map_index(left + a{u}, wdt, mode)",
+            "v{u} = tmp[b, i, max(q{u}, 0)]",
+            "sm[ty * cols_in + a{u}] = edge if q{u} < 0 else v{u}"])
+        src += [
             "    cuda.syncthreads()",
             "    if i >= ho:",
             "        return",
@@ -589,6 +636,22 @@ def _pass_source(kind):
     for r in range(rows):
         src += store(r)
     return "\n".join(src)
+
+
+def _strip_loads(first, count, step, indent, lines):
+    """Source of a pass's loads into shared memory: elements ``first``, ``first + step``,
+    ... below ``count``, PASS_ROWS of them a round, written out as in
+    :func:`_window_loads` (indices, then loads, then stores; the index clamped into the
+    stretch, the store guarded).  ``lines``: the index map, the load and the store of
+    element ``a{u}``, formatted with ``u``; ``indent`` is the loop body's."""
+    per = PASS_ROWS
+    src = [f"{indent[:-4]}for a in range({first}, {count}, {step * per}):"]
+    src += [f"{indent}a{u} = min(a + {step * u}, {count} - 1)" for u in range(per)]
+    for line in lines[:2]:
+        src += [indent + line.format(u=u) for u in range(per)]
+    for u in range(per):
+        src += [f"{indent}if a + {step * u} < {count}:", f"{indent}    {lines[2].format(u=u)}"]
+    return src
 
 
 def _make_pass(kind, dtype):
