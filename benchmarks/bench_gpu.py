@@ -195,45 +195,44 @@ def network(arch, batch, size=28):
     return model, opt, loss, x, rng.integers(0, 10, batch)
 
 
-def forward_loss(model, loss, xd, y):
-    """The first half of a filtkit training step: zero_grad, forward, the loss (on the
-    host: the host waits for the forward's GPU work)."""
-    model.zero_grad()
-    return loss(model._run(xd), y)
+def fit_step(model, opt, loss, x, y):
+    """fit's own training step on the GPU, as a function: the host batch ``(x, y)``
+    uploaded, forward, loss, backward, the finiteness counts, the snapshot and Adam's
+    update queued whole, then the one wait, for the loss and the predicted classes."""
+    params, snaps = model.parameters(), [None, None]
 
+    def step():
+        value, _, what = model._step_cuda(x, y, loss, opt, params, snaps)
+        if what is not None:
+            sys.exit(f"filtkit's training step diverged: {what}")
+        return value
 
-def backward_step(model, opt, loss):
-    """The second half: backward and the optimizer's step, enqueued."""
-    model._backward(loss.backward(), input_grad=False)
-    opt.step()
+    return step
 
 
 def training_steps(arch, batch):
-    """One training step of filtkit on the GPU and of the same torch network on CUDA, as
-    two functions, and their first losses' relative difference."""
+    """One training step of filtkit (fit's) on the GPU and of the same torch network on
+    CUDA, each from a host batch uploaded in the step (as a training loop over a data
+    set does), as two functions, and their first losses' relative difference."""
     from bench_cnn import LR, to_torch
 
     model, opt, loss, x, y = network(arch, batch)
     tmodel = to_torch(model).cuda()
     model.to("cuda")
     topt, crit = torch.optim.Adam(tmodel.parameters(), lr=LR), torch.nn.CrossEntropyLoss()
-    xd, xt, yt = cuda.to_device(x), torch.as_tensor(x, device="cuda"), torch.as_tensor(
-        y, device="cuda")
     # the same loss from the same weights and batch (evaluation mode: no dropout masks)
     model.eval()
     tmodel.eval()
-    l_fk = loss(model._run(xd), y)
-    l_th = float(crit(tmodel(xt), yt))
+    l_fk = loss(model._run(cuda.to_device(x)), y)
+    l_th = float(crit(tmodel(torch.as_tensor(x, device="cuda")), torch.as_tensor(
+        y, device="cuda")))
     agree = abs(l_fk - l_th) / abs(l_th)
     model.train()
     tmodel.train()
-
-    def fk():
-        value = forward_loss(model, loss, xd, y)
-        backward_step(model, opt, loss)
-        return value
+    fk = fit_step(model, opt, loss, x, y)
 
     def th():
+        xt, yt = torch.as_tensor(x).to("cuda"), torch.as_tensor(y).to("cuda")
         topt.zero_grad()
         value = crit(tmodel(xt), yt)
         value.backward()
@@ -277,27 +276,34 @@ def launch_comparison():
 
 
 def step_phases(arch, batch, reps=20, size=28):
-    """A filtkit training step in three phases (medians, ms): zero_grad, forward and
-    loss (the loss read back: the host waits for the forward's GPU work), backward and
-    Adam step as the host enqueues them, then the wait for the GPU to finish them; and
-    the kernel launches and GEMMs of one step (with CuPy the GEMMs are cuBLAS calls,
-    not among the launches; without it they are tiled-GEMM launches, counted in both)."""
+    """fit's training step on the GPU (:func:`fit_step`) in two phases (medians, ms): the
+    host queuing the whole step, up to its first download, then the wait for the GPU
+    and the downloads; and the kernel launches and GEMMs of one step (with CuPy the
+    GEMMs are cuBLAS calls, not among the launches; without it they are tiled-GEMM
+    launches, counted in both)."""
+    from filtkit.cnn import functional as F
+
     model, opt, loss, x, y = network(arch, batch, size)
     model.to("cuda")
-    xd = cuda.to_device(x)
+    run = fit_step(model, opt, loss, x, y)
+    argmax_rows, marks = F.argmax_rows, []
+
+    def queued(out):  # the step's first download
+        marks.append(time.perf_counter())
+        return argmax_rows(out)
 
     def step():
         t0 = time.perf_counter()
-        forward_loss(model, loss, xd, y)
-        t1 = time.perf_counter()
-        backward_step(model, opt, loss)
-        t2 = time.perf_counter()
-        sync()
-        return t1 - t0, t2 - t1, time.perf_counter() - t2
+        run()
+        return marks[-1] - t0, time.perf_counter() - marks[-1]
 
-    for _ in range(3):
-        step()
-    phases = [statistics.median(p) * 1e3 for p in zip(*(step() for _ in range(reps)))]
+    F.argmax_rows = queued
+    try:
+        for _ in range(3):
+            step()
+        phases = [statistics.median(p) * 1e3 for p in zip(*(step() for _ in range(reps)))]
+    finally:
+        F.argmax_rows = argmax_rows
     kernel_type, gemm = type(cuda_backend._fill_kernel), cuda_backend.batched_matmul
     counts = [0, 0]
     getitem = kernel_type.__getitem__
@@ -312,11 +318,11 @@ def step_phases(arch, batch, reps=20, size=28):
 
     kernel_type.__getitem__, cuda_backend.batched_matmul = launch, counted_gemm
     try:
-        step()
+        run()
     finally:
         kernel_type.__getitem__, cuda_backend.batched_matmul = getitem, gemm
-    return (f"| {arch} batch {batch} | {phases[0]:.3f} | {phases[1]:.3f} | {phases[2]:.3f} "
-            f"| {counts[0]} | {counts[1]} |")
+    return (f"| {arch} batch {batch} | {phases[0]:.3f} | {phases[1]:.3f} | {counts[0]} "
+            f"| {counts[1]} |")
 
 
 def host_costs(reps=2000):
@@ -367,10 +373,10 @@ def host_profile():
     t2 = time.perf_counter()
     lines = ["", f"correlate 4096² K3, 200 calls in a row: the host enqueues one in "
              f"{1e6 * (t1 - t0) / 200:.0f} us; with the GPU's work, {1e6 * (t2 - t0) / 200:.0f} "
-             f"us a call", "", "Training steps in phases (ms, medians of 20; kernel launches "
-             "besides the GEMMs):", "",
-             "| step | zero_grad, forward, loss on the host | backward + step enqueued "
-             "| wait for the GPU | kernel launches | GEMMs |", "|---|---|---|---|---|---|"]
+             f"us a call", "", "fit's training steps in phases (ms, medians of 20; kernel "
+             "launches besides the GEMMs):", "",
+             "| step | the whole step queued by the host | wait for the GPU, downloads "
+             "| kernel launches | GEMMs |", "|---|---|---|---|---|"]
     lines += [step_phases(arch, batch) for arch in ("lenet5", "convnet") for batch in (64, 256)]
     lines += host_costs()
     lines += ["", "cProfile of 20 LeNet-5 training steps, batch 256:", "```"]

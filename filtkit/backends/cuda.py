@@ -27,7 +27,7 @@ import functools
 import math
 
 import numpy as np
-from numba import config, cuda
+from numba import config, cuda, uint64
 from numba.np.numpy_support import from_dtype as numba_dtype
 
 from . import c_strides, cpu
@@ -207,11 +207,74 @@ def device_empty(shape, dtype):
 def to_device(a):
     """The host array ``a`` copied into a new C-contiguous device array from
     :func:`device_empty` (CuPy's pool where it is there: an upload each step or call
-    then costs no cudaMalloc)."""
+    then costs no cudaMalloc).
+
+    Arrays of up to STAGING_MAX bytes go through pinned host memory
+    (:class:`_Staging`) and are queued behind the kernels already launched: the
+    host goes on at once.  An upload from ordinary (pageable) memory first waits
+    for the GPU to finish everything before it, which mid-step (a training batch's
+    labels, a dropout mask) leaves the GPU idle while the host launches what
+    follows.  ``a`` may be changed as soon as this returns, either way.
+    """
     a = np.ascontiguousarray(a)
     out = device_empty(a.shape, a.dtype)
-    out.copy_to_device(a)
+    if 0 < a.nbytes <= STAGING_MAX:
+        _staging().upload(a, out)
+    else:
+        out.copy_to_device(a)
     return out
+
+
+#: the pinned ring of :class:`_Staging` and the largest upload that goes through it
+STAGING_BYTES, STAGING_MAX = 32 << 20, 8 << 20
+
+
+class _Staging:
+    """A ring of pinned host memory that small uploads are copied through.
+
+    Each upload takes the next stretch of the ring, copies the host array
+    there and queues the copy to the device on the default stream (where the
+    kernels run), then records an event behind it.  A stretch is written again
+    only once the events of the earlier copies from it have passed; those of
+    copies already done are dropped as each upload starts.
+    """
+
+    def __init__(self, nbytes):
+        self.ring = cuda.pinned_array(nbytes, np.uint8)
+        self.pos = 0
+        self.pending = []  # (start, end, event) of the queued copies, oldest first
+
+    def upload(self, a, out):
+        n = a.nbytes
+        start = self.pos if self.pos + n <= len(self.ring) else 0
+        end = start + n
+        while self.pending and _passed(self.pending[0][2]):
+            del self.pending[0]
+        last = max((k for k, (s, e, _) in enumerate(self.pending) if s < end and start < e),
+                   default=-1)
+        if last >= 0:  # the events pass in order: waiting for the last overlapping is enough
+            self.pending[last][2].synchronize()
+            del self.pending[:last + 1]
+        view = self.ring[start:end].view(a.dtype).reshape(a.shape)
+        view[...] = a
+        stream = cuda.default_stream()
+        out.copy_to_device(view, stream=stream)
+        event = cuda.event() if config.ENABLE_CUDASIM else cuda.event(timing=False)
+        event.record(stream=stream)
+        self.pending.append((start, end, event))
+        self.pos = -(-end // 256) * 256  # the next stretch starts aligned
+
+
+def _passed(event):
+    """Whether the GPU has passed ``event`` (the simulator's, run at once, have no
+    ``query``)."""
+    query = getattr(event, "query", None)
+    return query is None or query()
+
+
+@functools.cache
+def _staging():
+    return _Staging(STAGING_BYTES)
 
 
 def _grid1(n):
@@ -291,13 +354,15 @@ def _unrolled_source(kh, kw, taps):
     ``taps``, the (m, k) pairs of the non-zero weights, writes every column out
     and leaves the zero taps out of the code itself; None (kernels of more than
     UNROLL_MAX_TAPS taps, whose written-out code takes minutes to compile) loops
-    over the columns and skips zero weights as it meets them.
+    over the columns and skips zero weights as it meets them.  Each thread reads
+    shared memory at constant offsets from one unsigned index (see
+    :func:`_pass_source`).
     """
     rows, th = UNROLL_ROWS, UNROLL_TY * UNROLL_ROWS
     rows_in, cols_in = th + kh - 1, UNROLL_TX + kw - 1
     src = [
         "def kernel(x, w, out, off0, off1, mode, cval):",
-        f"    sm = cuda.shared.array(({rows_in}, {cols_in}), DTYPE)",
+        f"    sm = cuda.shared.array({rows_in * cols_in}, DTYPE)",
         "    tx = cuda.threadIdx.x",
         "    ty = cuda.threadIdx.y",
         "    b = cuda.blockIdx.z",
@@ -314,12 +379,13 @@ def _unrolled_source(kh, kw, taps):
         "    if j >= out.shape[2]:",
         "        return",
         f"    a0 = ty * {rows}",
+        f"    base = U(a0 * {cols_in} + tx)",
         "    zero = out.dtype.type(0)",
     ]
     src += [f"    acc{r} = zero" for r in range(rows)]
     if taps is None:
         columns, indent = ["k"], "        "
-        src.append(f"    for k in range({kw}):")
+        src += [f"    for k in range({kw}):", "        col = base + U(k)"]
     else:
         columns, indent = range(kw), "    "
     for k in columns:
@@ -328,7 +394,8 @@ def _unrolled_source(kh, kw, taps):
         for a in range(rows + kh - 1):
             uses = [(a - m, m) for m in live if 0 <= a - m < rows]
             if uses:
-                src.append(f"{indent}v = sm[a0 + {a}, tx + {k}]")
+                at = f"col + U({a * cols_in})" if taps is None else f"base + U({a * cols_in + k})"
+                src.append(f"{indent}v = sm[{at}]")
             for r, m in uses:
                 if taps is None:
                     src += [f"{indent}if w{m} != zero:", f"{indent}    acc{r} += w{m} * v"]
@@ -366,9 +433,9 @@ def _window_loads(rows_in, cols_in, threads):
                     f"    lc{t} = le{t} - la{t} * {cols_in}",
                     f"    lr{t} = _map_index(r_base + la{t}, h, mode)",
                     f"    lq{t} = _map_index(c_base + lc{t}, wdt, mode)"]
-        src += [f"    lv{t} = x[b, max(lr{t}, 0), max(lq{t}, 0)]" for t in ts]
+        src += [f"    lv{t} = x[b, U(max(lr{t}, 0)), U(max(lq{t}, 0))]" for t in ts]
         for t in ts:
-            store = f"sm[la{t}, lc{t}] = cv if lr{t} < 0 or lq{t} < 0 else lv{t}"
+            store = f"sm[U(le{t})] = cv if lr{t} < 0 or lq{t} < 0 else lv{t}"
             if (t + 1) * threads > n:
                 src += [f"    if tid + {t * threads} < {n}:", f"        {store}"]
             else:
@@ -385,7 +452,8 @@ def _unrolled(dtype, kh, kw, taps):
     written-out kernels, tap pattern)."""
     key = (dtype, kh, kw, taps)
     if key not in _UNROLLED:
-        scope = {"cuda": cuda, "DTYPE": numba_dtype(dtype), "_map_index": _map_index}
+        scope = {"cuda": cuda, "DTYPE": numba_dtype(dtype), "_map_index": _map_index,
+                 "U": uint64}
         exec(_unrolled_source(kh, kw, taps), scope)  # noqa: S102 - our own generated source
         _UNROLLED[key] = _kernel(scope["kernel"])
     return _UNROLLED[key]
@@ -543,7 +611,7 @@ def _row_pass_kernel(tmp, row, col, out, off1, s1, d1, mode, cval):
 PASS_TY, PASS_ROWS = 8, 8
 
 
-def _pass_source(kind):
+def _pass_source(kind, unit):
     """Source of a tiled 1-D pass of the separable filters (``kind`` "column" or "row").
 
     One block: 32 x PASS_TY threads; each thread PASS_ROWS outputs (down a column, at
@@ -553,6 +621,11 @@ def _pass_source(kind):
     2-D kernel sees there).  Taps run in the outer loop, each weight read once and
     skipped when zero, and the PASS_ROWS accumulators in the inner one, written out:
     independent sums in registers, one shared read per tap and output.
+
+    Shared memory is indexed with unsigned integers: numba wraps a signed index
+    that may be negative, several instructions in every read.  With ``unit``
+    (stride and dilation 1 along the pass) the reads' offsets are constants,
+    which the compiler folds into the reads themselves.
     """
     rows = PASS_ROWS
     if kind == "column":
@@ -573,16 +646,16 @@ def _pass_source(kind):
         ]
         src += _strip_loads("ty", "rows_in", PASS_TY, "        ", [
             "r{u} = _map_index(top + a{u}, h, mode)",
-            "v{u} = x[b, max(r{u}, 0), cc]",
-            "sm[a{u} * 32 + tx] = v{u} if inside and r{u} >= 0 else cv"])
+            "v{u} = x[b, U(max(r{u}, 0)), U(cc)]",
+            "sm[U(a{u} * 32 + tx)] = v{u} if inside and r{u} >= 0 else cv"])
         src += [
             "    cuda.syncthreads()",
             "    if not inside:",
             "        return",
             "    taps = col",
-            "    base = ty * s0 * 32 + tx",
-            "    tap_step = d0 * 32",
-            f"    out_step = {PASS_TY} * s0 * 32",
+            "    base = U(ty * s0 * 32 + tx)",
+            "    tap_step = U(d0 * 32)",
+            f"    out_step = U({PASS_TY} * s0 * 32)",
             "    n_out = tmp.shape[1]",
         ]
 
@@ -609,16 +682,16 @@ def _pass_source(kind):
         ]
         src += _strip_loads("tx", "cols_in", 32, "            ", [
             "q{u} = _map_index(left + a{u}, wdt, mode)",
-            "v{u} = tmp[b, i, max(q{u}, 0)]",
-            "sm[ty * cols_in + a{u}] = edge if q{u} < 0 else v{u}"])
+            "v{u} = tmp[b, i, U(max(q{u}, 0))]",
+            "sm[U(ty * cols_in + a{u})] = edge if q{u} < 0 else v{u}"])
         src += [
             "    cuda.syncthreads()",
             "    if i >= ho:",
             "        return",
             "    taps = row",
-            "    base = ty * cols_in + tx * s1",
-            "    tap_step = d1",
-            "    out_step = 32 * s1",
+            "    base = U(ty * cols_in + tx * s1)",
+            "    tap_step = U(d1)",
+            "    out_step = U(32 * s1)",
             "    n_out = out.shape[2]",
         ]
 
@@ -629,9 +702,13 @@ def _pass_source(kind):
     src += [f"    acc{r} = zero" for r in range(rows)]
     src += ["    p = base",
             "    for m in range(taps.shape[0]):",
-            "        wm = taps[m]",
+            "        wm = taps[U(m)]",
             "        if wm != zero:"]
-    src += [f"            acc{r} += wm * sm[p + {r} * out_step]" for r in range(rows)]
+    if unit:  # stride and dilation 1: every offset a constant, folded into the read
+        step = PASS_TY * 32 if kind == "column" else 32
+        src += [f"            acc{r} += wm * sm[p + U({r * step})]" for r in range(rows)]
+    else:
+        src += [f"            acc{r} += wm * sm[p + U({r}) * out_step]" for r in range(rows)]
     src.append("        p += tap_step")
     for r in range(rows):
         src += store(r)
@@ -654,11 +731,15 @@ def _strip_loads(first, count, step, indent, lines):
     return src
 
 
-def _make_pass(kind, dtype):
-    """The compiled pass of :func:`_pass_source` for one dtype."""
-    scope = {"cuda": cuda, "DTYPE": numba_dtype(dtype), "_map_index": _map_index}
-    exec(_pass_source(kind), scope)  # noqa: S102 - our own generated source
-    return _kernel(scope["kernel"])
+def _make_pass(kind, dtype, unit):
+    """The compiled pass of :func:`_pass_source`, once per kind, dtype and ``unit``."""
+    key = (kind, dtype, unit)
+    if key not in _PASSES:
+        scope = {"cuda": cuda, "DTYPE": numba_dtype(dtype), "_map_index": _map_index,
+                 "U": uint64}
+        exec(_pass_source(kind, unit), scope)  # noqa: S102 - our own generated source
+        _PASSES[key] = _kernel(scope["kernel"])
+    return _PASSES[key]
 
 
 _PASSES = {}
@@ -680,9 +761,8 @@ def separable2d(x, col, row, out, off0, off1, s0, s1, d0, d1, mode, cval):
     cols_in = (32 * PASS_ROWS - 1) * s1 + (row.shape[0] - 1) * d1 + 1
     shared_c = rows_in * 32 * dtype.itemsize
     shared_r = PASS_TY * cols_in * dtype.itemsize
-    if dtype not in _PASSES:
-        _PASSES[dtype] = _make_pass("column", dtype), _make_pass("row", dtype)
-    column_pass, row_pass = _PASSES[dtype]
+    column_pass = _make_pass("column", dtype, s0 == d0 == 1)
+    row_pass = _make_pass("row", dtype, s1 == d1 == 1)
     for a, e in _slices(nb):
         if shared_c <= SHARED_LIMIT:
             blocks = (math.ceil(wdt / 32), math.ceil(ho / (PASS_TY * PASS_ROWS)), e - a)

@@ -146,11 +146,17 @@ def all_finite(*arrays):
         return True
     if not is_device_array(arrays[0]):
         return all(bool(np.isfinite(a).all()) for a in arrays)
-    bk = cuda_backend()
     count = zeros((1,), np.int32, arrays[0])
+    count_nonfinite(arrays, count)
+    return int(count.copy_to_host()[0]) == 0
+
+
+def count_nonfinite(arrays, count):
+    """Add the number of NaN and infinite values in the GPU ``arrays`` to the device
+    int32 ``count`` (shape (1,)), without waiting for it."""
+    bk = cuda_backend()
     for a in _whole(arrays):
         bk.count_nonfinite(ravel(a), count)
-    return int(count.copy_to_host()[0]) == 0
 
 
 # -- arrays packed into one flat buffer --------------------------------------------------------
@@ -422,6 +428,13 @@ def cross_entropy(logits, target):
     not finite; on the GPU the only value that comes back), the gradient on
     the logits' device.
     """
+    total, grad = cross_entropy_total(logits, target)
+    return float(to_host(total)[0] / total.dtype.type(logits.shape[0])), grad
+
+
+def cross_entropy_total(logits, target):
+    """:func:`cross_entropy`'s summed (not averaged) loss as a one-element array on the
+    logits' device, and the gradient: nothing waits for the GPU."""
     bk = backend(logits)
     n = logits.shape[0]
     dtype = np.dtype(logits.dtype)
@@ -429,6 +442,6 @@ def cross_entropy(logits, target):
     losses = empty((n,), dtype, logits)
     grad = empty_like(logits)
     bk.cross_entropy(logits, target, losses, grad)
-    out = empty((1,), dtype, logits)
-    bk.total(losses, out)
-    return float(to_host(out)[0] / dtype.type(n)), grad
+    total = empty((1,), dtype, logits)
+    bk.total(losses, total)
+    return total, grad

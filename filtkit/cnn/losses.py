@@ -143,6 +143,15 @@ class CrossEntropyLoss(Loss):
         self._cache = grad
         return loss
 
+    def _queued(self, logits, target):
+        """The summed loss of the batch as a one-element array on the logits' device,
+        its gradient kept for :meth:`backward`: checked as :meth:`forward` checks, but
+        nothing waits for the GPU, so a non-finite logit shows only in that sum (fit on
+        the GPU reads it, with its other checks, once the whole step is queued)."""
+        logits, target = self._check(logits, target)
+        total, self._cache = F.cross_entropy_total(logits, target)
+        return total
+
     @staticmethod
     def _check(logits, target):
         if is_device_array(logits):

@@ -364,7 +364,9 @@ class Sequential(Layer):
         :meth:`to`) ``loss`` must be a :class:`~filtkit.cnn.losses.CrossEntropyLoss`,
         the optimizer's state moves to the GPU with the model, each batch is
         uploaded (after ``augment``, which runs on the host) and only the loss,
-        two finiteness flags and the batch's predicted classes come back.
+        two counts of non-finite values and the batch's predicted classes come
+        back, once the whole step is queued: the update runs whatever the checks
+        find, and is undone when they find a NaN or infinity.
         """
         epochs = check_int_tuple(epochs, "epochs", 1)[0]
         batch_size = check_int_tuple(batch_size, "batch_size", 1)[0]
@@ -412,7 +414,8 @@ class Sequential(Layer):
         n = len(X)
         n_batches = -(-n // batch_size)
         params = self.parameters()
-        good = None  # (weights, optimizer state) after the last finite-loss step
+        step = self._step_cuda if self.device == "cuda" else self._step
+        snaps = [None, None]  # (weights, optimizer state) before the last updates, newest first
         for epoch in range(epochs):
             self.train()
             order = rng.permutation(n) if shuffle else np.arange(n)
@@ -425,28 +428,14 @@ class Sequential(Layer):
                     xb, yb = X[idx], y[idx]
                     if augment is not None:
                         xb = np.ascontiguousarray(augment(xb, rng), dtype=self.dtype)
-                    self.zero_grad()
-                    out = self._run(F.to_device(xb, self.device))
-                    finite = F.all_finite(out)
-                    value = loss(out, yb) if finite else np.nan
-                    grads_ok = False
-                    if finite and np.isfinite(value):
-                        self._backward(loss.backward(), input_grad=False)
-                        grads_ok = F.all_finite(*(p.grad for p in params))
-                    if not grads_ok:
-                        what = "loss" if not np.isfinite(value) else "a gradient"
-                        # a non-finite loss: back to the weights of the last finite one;
-                        # a finite loss with a non-finite gradient: these weights are it
-                        if what == "loss" and good is not None:
-                            self._restore(good)
+                    value, hits, what = step(xb, yb, loss, optimizer, params, snaps)
+                    if what is not None:
                         raise DivergenceError(
                             f"training diverged at epoch {epoch + 1}, batch {b + 1}: {what} "
                             f"is NaN or infinite; kept the weights of the last step with a "
                             f"finite loss (try a smaller `lr`)", history)
-                    good = self._snapshot(good)
-                    optimizer.step()
                     total_loss += value * len(idx)
-                    correct += int((F.argmax_rows(out) == yb).sum())
+                    correct += hits
                     seen += len(idx)
                     bar.update(len(idx))
                     bar.set_postfix(loss=f"{total_loss / seen:.4f}",
@@ -465,6 +454,60 @@ class Sequential(Layer):
                 bar.close()
         self.eval()
         return history
+
+    def _step(self, xb, yb, loss, optimizer, params, snaps):
+        """One training step on the host: ``(mean loss, hits, None)``, or ``(nan, 0,
+        what)`` when ``what`` ("loss" or "a gradient") is NaN or infinite.  A
+        non-finite loss puts back the weights of the last step with a finite one
+        (``snaps[0]``, taken before its update); a non-finite gradient keeps these
+        weights, not updated."""
+        self.zero_grad()
+        out = self._run(F.to_device(xb, self.device))
+        value = loss(out, yb) if F.all_finite(out) else np.nan
+        if not np.isfinite(value):
+            if snaps[0] is not None:
+                self._restore(snaps[0])
+            return np.nan, 0, "loss"
+        self._backward(loss.backward(), input_grad=False)
+        if not F.all_finite(*(p.grad for p in params)):
+            return np.nan, 0, "a gradient"
+        snaps[0] = self._snapshot(snaps[0])
+        optimizer.step()
+        return value, int((F.argmax_rows(out) == yb).sum()), None
+
+    def _step_cuda(self, xb, yb, loss, optimizer, params, snaps):
+        """:meth:`_step` on the GPU, queued whole before the host waits once.
+
+        The checks are counted on the device and the update runs whatever they
+        find: the batch, forward, loss, backward, the counts of non-finite logits
+        and gradients, a snapshot of the weights before the update and the update
+        itself go to the GPU in one go, and only then do the counts, the loss and
+        the predicted classes come back.  A wait at each check would leave the
+        GPU idle while the host launches what follows it.  Divergence then puts
+        back what :meth:`_step` would have kept: the snapshot before the last
+        finite step's update (``snaps[1]``; none yet: this step's own) for a
+        non-finite loss, this step's own for a non-finite gradient.
+        """
+        self.zero_grad()
+        out = self._run(F.to_device(xb, "cuda"))
+        counts = F.zeros((2,), np.int32, out)
+        F.count_nonfinite([out], counts[0:1])
+        total = loss._queued(out, yb)
+        self._backward(loss.backward(), input_grad=False)
+        F.count_nonfinite([p.grad for p in params], counts[1:2])
+        snaps[:] = [self._snapshot(snaps[1]), snaps[0]]
+        optimizer.step()
+        predicted = F.argmax_rows(out)  # the first download: the wait for the whole step
+        bad_logits, bad_grads = (int(c) for c in F.to_host(counts))
+        value = float(F.to_host(total)[0]) / len(yb)
+        if bad_logits or not np.isfinite(value):
+            self._restore(snaps[1] if snaps[1] is not None else snaps[0])
+            self.zero_grad()  # as :meth:`_step`, which computes no gradient then
+            return np.nan, 0, "loss"
+        if bad_grads:
+            self._restore(snaps[0])
+            return np.nan, 0, "a gradient"
+        return value, int((predicted == yb).sum()), None
 
     def _snapshot(self, into=None):
         """Copies of the weights and the optimizer state, where they live (device-to-

@@ -505,6 +505,57 @@ def test_cuda_batches_beyond_the_grid_limit_launch_in_slices(rng, monkeypatch):
     _assert_close(got, naive_conv2d(xb, wb, bb, (1, 1), (0, 0), (1, 1)), np.float32)
 
 
+@pytest.mark.skipif("cuda" not in BACKENDS, reason="no GPU and no CUDA simulator")
+def test_cuda_small_uploads_are_queued_through_a_pinned_ring(rng, monkeypatch):
+    """Each upload takes the next stretch of the pinned ring and records an event behind
+    its copy; a stretch is written again only after the event of the earlier copy
+    from it has passed (waited for when it has not; not when it has)."""
+    from filtkit.backends import cuda as cuda_backend
+
+    events = []
+
+    class Event:  # a GPU that has not yet run the copies, until told (or waited for)
+        def __init__(self, *args, **kwargs):
+            self.passed = self.waited = False
+            events.append(self)
+
+        def record(self, stream=0):
+            pass
+
+        def query(self):
+            return self.passed
+
+        def synchronize(self):
+            self.passed = self.waited = True
+
+    monkeypatch.setattr(cuda_backend.cuda, "event", Event)
+    ring = cuda_backend._Staging(1024)
+    arrays = [rng.standard_normal(40).astype(np.float32) for _ in range(7)]  # 160 bytes
+    outs = []
+    for k, a in enumerate(arrays):
+        if k == 6:
+            events[2].passed = True  # the GPU has passed the third copy by itself
+        out = cuda_backend.device_empty(a.shape, a.dtype)
+        sent = a.copy()
+        ring.upload(sent, out)
+        sent[...] = np.nan  # the caller may change its array at once
+        outs.append(out)
+    # stretches at bytes 0, 256, 512 and 768; the fifth upload starts again at 0
+    assert [e.waited for e in events] == [True, True, False, False, False, False, False]
+    assert [s for s, _, _ in ring.pending] == [768, 0, 256, 512]
+    assert ring.pos == 768  # the next stretch starts 256-aligned
+    for out, a in zip(outs, arrays):
+        np.testing.assert_array_equal(out.copy_to_host(), a)
+    # to_device: through the ring up to STAGING_MAX bytes, directly beyond
+    monkeypatch.setattr(cuda_backend, "STAGING_MAX", 100)
+    monkeypatch.setattr(cuda_backend, "_staging", lambda: ring)
+    before = len(events)
+    small, large = arrays[0][:25], arrays[1]
+    for a in (small, large):
+        np.testing.assert_array_equal(cuda_backend.to_device(a).copy_to_host(), a)
+    assert len(events) == before + 1
+
+
 class _DeviceMemory:
     """A stand-in for a device allocation at ``address``, all a numba device array reads
     of it when it is passed to a kernel: arrays built on it need no GPU."""

@@ -335,6 +335,43 @@ def test_cuda_packed_parameters_update_in_one_launch_with_the_same_bits(monkeypa
 
 
 @needs_cuda
+def test_cuda_fit_queues_each_step_whole_before_it_waits(monkeypatch):
+    """On the GPU a training step (batch, forward with a dropout mask, loss, backward,
+    the finiteness counts, the snapshot and the update) is launched whole before
+    anything comes back: per step, three downloads (the predicted classes, the counts,
+    the loss) after the step's last launch, and no upload that waits for the GPU."""
+    from numba import cuda
+
+    model = cnn.Sequential([cnn.Dense(6, 5, dtype="float64", rng=0), cnn.ReLU(),
+                            cnn.Dropout(0.3, rng=1), cnn.Dense(5, 3, dtype="float64", rng=2)])
+    model.to("cuda")
+    X, y = _dense_data(seed=3)
+    trace = count_launches(monkeypatch)  # the launches' configurations, in order
+    array_type = type(cuda.to_device(np.zeros(1)))
+    download, upload = array_type.copy_to_host, array_type.copy_to_device
+
+    def copy_to_host(self, *args, **kwargs):
+        trace.append("download")
+        return download(self, *args, **kwargs)
+
+    def copy_to_device(self, ary, stream=0):
+        if not is_device_array(ary) and not stream:
+            trace.append("waiting upload")
+        return upload(self, ary, stream)
+
+    monkeypatch.setattr(array_type, "copy_to_host", copy_to_host)
+    monkeypatch.setattr(array_type, "copy_to_device", copy_to_device)
+    history = model.fit(X, y, epochs=1, batch_size=4, seed=0, progress=False)
+    monkeypatch.undo()
+    assert "waiting upload" not in trace
+    kinds = "".join("d" if t == "download" else "L" for t in trace)
+    steps = kinds.replace("Ld", "L|d").split("|")[1:]
+    assert kinds.startswith("L") and len(steps) == 2, kinds
+    assert all(part.startswith("ddd") and "d" not in part[3:] for part in steps), kinds
+    assert np.isfinite(history["loss"]).all()
+
+
+@needs_cuda
 def test_cuda_packing_survives_moves_and_restored_state():
     """Buffers moved or restored one by one are packed again at the next step (same
     result); a parameter moved on its own leaves the pack, and the rest still trains
@@ -469,3 +506,32 @@ def test_cuda_divergence_restores_the_last_finite_weights_on_the_device():
     # training goes on from there, on the device
     model.fit(X[:4], y[:4], epochs=1, batch_size=4, progress=False)
     assert opt.step_count == 2 and np.isfinite(host(model.parameters()[0].data)).all()
+
+
+@needs_cuda
+@pytest.mark.filterwarnings("ignore::RuntimeWarning")  # the simulator's inf - inf
+def test_cuda_divergence_at_the_first_step_keeps_the_first_weights_as_the_cpu():
+    """An infinite first batch: on either device fit stops there, with the weights it
+    started from, no optimizer step taken and zero gradients (on the GPU the update
+    was queued with the step and is undone)."""
+    X, y = _dense_data(seed=9)
+
+    def poison(xb, rng):  # X itself must be finite
+        xb = xb.copy()
+        xb[1, 2] = np.inf
+        return xb
+
+    for device in ("cpu", "cuda"):
+        model = dense_net().to(device)
+        opt = cnn.SGD(model.parameters(), lr=0.1, momentum=0.9)
+        start = [np.array(p.data if device == "cpu" else host(p.data))
+                 for p in model.parameters()]
+        with pytest.raises(cnn.DivergenceError, match="epoch 1, batch 1: loss"):
+            model.fit(X, y, epochs=1, batch_size=4, shuffle=False, optimizer=opt,
+                      augment=poison, progress=False)
+        assert opt.step_count == 0
+        for p, w in zip(model.parameters(), start):
+            got = p.data if device == "cpu" else host(p.data)
+            np.testing.assert_array_equal(got, w, err_msg=f"{device} {p.name}")
+            grad = p.grad if device == "cpu" else host(p.grad)
+            assert not grad.any(), (device, p.name)
