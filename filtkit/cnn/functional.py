@@ -256,12 +256,13 @@ def restore(arrays, snap):
         start += a.size
 
 
-def argmax_rows(x):
+def argmax_rows(x, *, download=True):
     """The index of the first maximum of every row of the 2-D ``x``, as a host int64
-    array (on the GPU only these indices come back)."""
+    array (on the GPU only these indices come back), or left on ``x``'s device
+    without ``download``."""
     out = empty((x.shape[0],), np.int64, x)
     backend(x).argmax_rows(x, out)
-    return to_host(out)
+    return to_host(out) if download else out
 
 
 def softmax(x):

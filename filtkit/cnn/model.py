@@ -558,12 +558,17 @@ class Sequential(Layer):
         if not isinstance(loss, _losses.CrossEntropyLoss):
             raise ValueError(f"`loss` on device 'cuda' must be a CrossEntropyLoss, got {loss!r}")
 
-        def batch(i, out):  # the batch's mean loss and its hits; only these come back
-            yb = y[i:i + out.shape[0]]
-            return loss(out, yb) * len(yb), int((F.argmax_rows(out) == yb).sum())
+        def batch(i, out):  # queued: the batch's summed loss and its predicted classes
+            return (loss._queued(out, y[i:i + out.shape[0]]),
+                    F.argmax_rows(out, download=False))
 
-        sums, hits = zip(*self._batches(X, batch_size, batch))
-        return {"loss": float(sum(sums) / len(y)), "accuracy": float(sum(hits) / len(y))}
+        # every batch queued before the first download: only the sums and classes come back
+        sums, predicted = zip(*self._batches(X, batch_size, batch))
+        total = sum(float(F.to_host(t)[0]) for t in sums)
+        if np.isnan(total):  # as the loss itself says for a batch
+            raise ValueError("`logits` must be finite, got NaN or infinite values")
+        hits = int((np.concatenate([F.to_host(p) for p in predicted]) == y).sum())
+        return {"loss": total / len(y), "accuracy": hits / len(y)}
 
     def predict_proba(self, X, *, batch_size=256):
         """Class probabilities (softmax of the outputs), shape (N, classes)."""
@@ -571,8 +576,9 @@ class Sequential(Layer):
         self._n_classes(X.shape[1:], "X")
         if self.device == "cpu":
             return _softmax(self._logits(X, batch_size))
-        return np.concatenate(self._batches(X, batch_size,
-                                            lambda i, out: F.to_host(F.softmax(out))))
+        # every batch queued before the first download
+        return np.concatenate([F.to_host(p) for p in
+                               self._batches(X, batch_size, lambda i, out: F.softmax(out))])
 
     def predict(self, X, *, batch_size=256):
         """The most probable class of every sample, shape (N,)."""

@@ -334,19 +334,13 @@ def test_cuda_packed_parameters_update_in_one_launch_with_the_same_bits(monkeypa
         np.testing.assert_array_equal(a[k], b[k], err_msg=k)
 
 
-@needs_cuda
-def test_cuda_fit_queues_each_step_whole_before_it_waits(monkeypatch):
-    """On the GPU a training step (batch, forward with a dropout mask, loss, backward,
-    the finiteness counts, the snapshot and the update) is launched whole before
-    anything comes back: per step, three downloads (the predicted classes, the counts,
-    the loss) after the step's last launch, and no upload that waits for the GPU."""
+def trace_launches_and_transfers(monkeypatch):
+    """A list that records, in order, each kernel launch (its configuration), each
+    download ("download") and each upload that waits for the GPU ("waiting upload":
+    from the host, not queued on a stream)."""
     from numba import cuda
 
-    model = cnn.Sequential([cnn.Dense(6, 5, dtype="float64", rng=0), cnn.ReLU(),
-                            cnn.Dropout(0.3, rng=1), cnn.Dense(5, 3, dtype="float64", rng=2)])
-    model.to("cuda")
-    X, y = _dense_data(seed=3)
-    trace = count_launches(monkeypatch)  # the launches' configurations, in order
+    trace = count_launches(monkeypatch)
     array_type = type(cuda.to_device(np.zeros(1)))
     download, upload = array_type.copy_to_host, array_type.copy_to_device
 
@@ -361,6 +355,37 @@ def test_cuda_fit_queues_each_step_whole_before_it_waits(monkeypatch):
 
     monkeypatch.setattr(array_type, "copy_to_host", copy_to_host)
     monkeypatch.setattr(array_type, "copy_to_device", copy_to_device)
+    return trace
+
+
+@needs_cuda
+def test_cuda_evaluate_and_predict_queue_every_batch_before_the_first_download(monkeypatch):
+    """evaluate and predict_proba on the GPU launch all their batches before anything
+    comes back: every download after the last launch (evaluate: each batch's loss sum
+    and classes; predict_proba: each batch's probabilities), no upload waits."""
+    model = dense_net().to("cuda")
+    X, y = _dense_data(seed=4)
+    for call, downloads in ((lambda: model.evaluate(X, y, batch_size=3), 6),
+                            (lambda: model.predict_proba(X, batch_size=3), 3)):
+        trace = trace_launches_and_transfers(monkeypatch)
+        call()
+        monkeypatch.undo()
+        kinds = "".join("d" if t == "download" else "L" for t in trace)
+        assert "waiting upload" not in trace
+        assert kinds == "L" * (len(kinds) - downloads) + "d" * downloads, kinds
+
+
+@needs_cuda
+def test_cuda_fit_queues_each_step_whole_before_it_waits(monkeypatch):
+    """On the GPU a training step (batch, forward with a dropout mask, loss, backward,
+    the finiteness counts, the snapshot and the update) is launched whole before
+    anything comes back: per step, three downloads (the predicted classes, the counts,
+    the loss) after the step's last launch, and no upload that waits for the GPU."""
+    model = cnn.Sequential([cnn.Dense(6, 5, dtype="float64", rng=0), cnn.ReLU(),
+                            cnn.Dropout(0.3, rng=1), cnn.Dense(5, 3, dtype="float64", rng=2)])
+    model.to("cuda")
+    X, y = _dense_data(seed=3)
+    trace = trace_launches_and_transfers(monkeypatch)
     history = model.fit(X, y, epochs=1, batch_size=4, seed=0, progress=False)
     monkeypatch.undo()
     assert "waiting upload" not in trace
