@@ -25,6 +25,7 @@ Numba's CUDA simulator (slow: test on small arrays).
 
 import functools
 import math
+import threading
 
 import numpy as np
 from numba import config, cuda, uint64
@@ -243,8 +244,13 @@ class _Staging:
         self.ring = cuda.pinned_array(nbytes, np.uint8)
         self.pos = 0
         self.pending = []  # (start, end, event) of the queued copies, oldest first
+        self.lock = threading.Lock()  # uploads from several threads take turns
 
     def upload(self, a, out):
+        with self.lock:
+            self._upload(a, out)
+
+    def _upload(self, a, out):
         n = a.nbytes
         start = self.pos if self.pos + n <= len(self.ring) else 0
         end = start + n

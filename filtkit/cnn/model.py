@@ -499,7 +499,8 @@ class Sequential(Layer):
         optimizer.step()
         predicted = F.argmax_rows(out)  # the first download: the wait for the whole step
         bad_logits, bad_grads = (int(c) for c in F.to_host(counts))
-        value = float(F.to_host(total)[0]) / len(yb)
+        total = F.to_host(total)[0]
+        value = float(total / total.dtype.type(len(yb)))  # the loss's own mean, rounded as it
         if bad_logits or not np.isfinite(value):
             self._restore(snaps[1] if snaps[1] is not None else snaps[0])
             self.zero_grad()  # as :meth:`_step`, which computes no gradient then
