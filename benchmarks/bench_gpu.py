@@ -29,10 +29,12 @@ GPU time where the GPU is the slower); ratios are peer time / filtkit time
 (above 1 = filtkit faster).  Bandwidth is (input + output bytes) / time against
 a measured device-to-device copy.
 
-Then one training step (forward, cross-entropy, backward, Adam step, the loss
-read back to the host as ``fit`` reads it) of filtkit's LeNet-5 and convnet on
-the GPU against the same network in torch on CUDA (cuDNN), batches 64 and 256,
-the batch already on the device in both.
+Then one training step of filtkit's LeNet-5 and convnet on the GPU against the
+same network in torch on CUDA (cuDNN), batches 64 and 256: filtkit's is fit's
+own step (the host batch uploaded, forward, cross-entropy, backward, the
+finiteness checks, the snapshot, Adam's update, then the loss and the predicted
+classes read back); torch's uploads the same host batch, then forward, loss,
+backward, Adam and ``loss.item()``.
 """
 
 import argparse
