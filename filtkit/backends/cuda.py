@@ -418,34 +418,70 @@ def _window_loads(rows_in, cols_in, threads):
     the boundary mode) into ``sm``, the window's element ``e`` by thread ``e % threads``.
 
     Written out in rounds of LOAD_ROUND elements a thread: first every index, then
-    every load (from an index clamped into the image, so none needs a guard), then
+    every load (from an index clamped into the window, so none needs a guard), then
     every store, the values outside the image (constant mode) replaced by ``cv``.  A
     thread thus has a round's loads in flight at once; a loop whose store waits on
-    each load in turn has one.
+    each load in turn has one.  Each element's row and column follow from the
+    previous one's by additions (one division a thread).  A block whose window lies
+    inside the image (all but the image's border of blocks) reads it without the
+    boundary mode's index maps, in unsigned arithmetic (see :func:`_pass_source`).
     """
     n = rows_in * cols_in
     per = -(-n // threads)
+    rounds = [range(s, min(per, s + LOAD_ROUND)) for s in range(0, per, LOAD_ROUND)]
+    down, across = divmod(threads, cols_in)  # from one element of a thread to its next
+
+    def indices(t, p, cast):
+        """Row ``{p}a{t}`` and column ``{p}c{t}`` of the thread's element ``t``."""
+        if t == 0:
+            return [f"        {p}a0 = {cast('tid')} // {cast(cols_in)}",
+                    f"        {p}c0 = {cast('tid')} - {p}a0 * {cast(cols_in)}"]
+        src = [f"        {p}c{t} = {p}c{t - 1} + {cast(across)}",
+               f"        {p}a{t} = {p}a{t - 1} + {cast(down)}",
+               f"        if {p}c{t} >= {cast(cols_in)}:",
+               f"            {p}c{t} -= {cast(cols_in)}",
+               f"            {p}a{t} += {cast(1)}"]
+        if (t + 1) * threads > n:  # beyond the window for some threads: clamped
+            src.append(f"        {p}a{t} = min({p}a{t}, {cast(rows_in - 1)})")
+        return src
+
+    def stores(ts, store):
+        out = []
+        for t in ts:
+            line = f"{store(t)}"
+            if (t + 1) * threads > n:  # beyond the window for some threads: not stored
+                out += [f"        if tid + {t * threads} < {n}:", f"            {line}"]
+            else:
+                out.append(f"        {line}")
+        return out
+
+    def unsigned(v):
+        return f"U({v})"
+
+    def signed(v):
+        return f"{v}"
+
     src = [f"    tid = ty * {UNROLL_TX} + tx",
            "    r_base = i0 - off0",
-           "    c_base = j0 - off1"]
-    for start in range(0, per, LOAD_ROUND):
-        ts = range(start, min(per, start + LOAD_ROUND))
+           "    c_base = j0 - off1",
+           f"    if r_base >= 0 and r_base + {rows_in} <= h and c_base >= 0 "
+           f"and c_base + {cols_in} <= wdt:",
+           "        ur = U(r_base)",
+           "        uc = U(c_base)"]
+    for ts in rounds:  # inside: names of their own (unsigned; numba unifies no types)
         for t in ts:
-            e = f"tid + {t * threads}"
-            if (t + 1) * threads > n:  # beyond the window for some threads: clamped
-                e = f"min({e}, {n - 1})"
-            src += [f"    le{t} = {e}",
-                    f"    la{t} = le{t} // {cols_in}",
-                    f"    lc{t} = le{t} - la{t} * {cols_in}",
-                    f"    lr{t} = _map_index(r_base + la{t}, h, mode)",
-                    f"    lq{t} = _map_index(c_base + lc{t}, wdt, mode)"]
-        src += [f"    lv{t} = x[b, U(max(lr{t}, 0)), U(max(lq{t}, 0))]" for t in ts]
+            src += indices(t, "i", unsigned)
+        src += [f"        iv{t} = x[b, ur + ia{t}, uc + ic{t}]" for t in ts]
+        src += stores(ts, lambda t: f"sm[U(tid + {t * threads})] = iv{t}")
+    src.append("    else:")
+    for ts in rounds:
         for t in ts:
-            store = f"sm[U(le{t})] = cv if lr{t} < 0 or lq{t} < 0 else lv{t}"
-            if (t + 1) * threads > n:
-                src += [f"    if tid + {t * threads} < {n}:", f"        {store}"]
-            else:
-                src.append(f"    {store}")
+            src += indices(t, "l", signed)
+            src += [f"        lr{t} = _map_index(r_base + la{t}, h, mode)",
+                    f"        lq{t} = _map_index(c_base + lc{t}, wdt, mode)"]
+        src += [f"        lv{t} = x[b, U(max(lr{t}, 0)), U(max(lq{t}, 0))]" for t in ts]
+        src += stores(ts, lambda t: f"sm[U(tid + {t * threads})] = "
+                                    f"cv if lr{t} < 0 or lq{t} < 0 else lv{t}")
     return src
 
 
