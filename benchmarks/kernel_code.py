@@ -5,10 +5,12 @@ each kernel :mod:`filtkit.backends.cuda` writes out is compiled by numba to PTX
 (NVVM, from the ``dev`` extra), then by ``ptxas`` to sm_90 (H100, H200) machine
 code, which ``nvdisasm`` lists.  Printed per kernel (float32, stride and
 dilation 1, the argument types its launch gives it): registers a thread, bytes
-spilled, and in the code after the block's barrier (the arithmetic and the
-stores) the instructions, shared-memory reads and FMAs, and the instructions
-per FMA.  Static counts, not timings: fewer instructions per FMA is less work
-per output in the loops that run most, not a measured speed.
+spilled; for the 2-D kernels the instructions that load a block's window when
+it lies inside the image (compiled with that test forced true); and in the code
+after the block's barrier (the arithmetic and the stores) the instructions,
+shared-memory reads and FMAs, and the instructions per FMA.  Static counts, not
+timings: fewer instructions per FMA is less work per output in the loops that
+run most, not a measured speed.
 
 Needs ``ptxas`` of NVVM's release or newer and ``nvdisasm``: from the pip packages
 ``nvidia-cuda-nvcc`` and ``nvidia-cuda-nvdisasm``, ``$CUDA_HOME/bin`` or the PATH::
@@ -77,17 +79,37 @@ def machine_code(kernel, signature):
     return lines, int(regs.group(1)), int(spilled.group(1)) if spilled else 0
 
 
-def row(name, kernel, signature):
+def _barrier(lines):
+    return max((i for i, ln in enumerate(lines) if "BAR.SYNC" in ln), default=0)
+
+
+def interior_loads(k):
+    """Instructions before the barrier of the ``k x k`` kernel compiled with its test
+    "the block's window lies inside the image" forced true: the loads of the blocks
+    that need no boundary mode, all but the image's border of blocks.  None where the
+    kernel has no such test (before 193575a)."""
+    taps = frozenset((m, c) for m in range(k) for c in range(k))
+    src = cb._unrolled_source(k, k, taps)
+    test = re.search(r"^    if r_base >= 0 and .*:$", src, re.M)
+    if test is None:
+        return None
+    scope = {"cuda": cuda, "DTYPE": float32, "_map_index": cb._map_index,
+             "U": getattr(cb, "uint64", None)}
+    exec(src.replace(test.group(0), "    if True:"), scope)  # noqa: S102 - filtkit's source
+    lines, _, _ = machine_code(cuda.jit(scope["kernel"]), SIGNATURES["unrolled"])
+    return _barrier(lines)
+
+
+def row(name, kernel, signature, loads=None):
     lines, regs, spilled = machine_code(kernel, signature)
-    last_barrier = max((i for i, ln in enumerate(lines) if "BAR.SYNC" in ln), default=0)
-    after = lines[last_barrier:]
+    after = lines[_barrier(lines):]
 
     def count(op):
         return sum(1 for ln in after if re.search(rf"\b{op}\b", ln))
 
     lds, ffma = count("LDS"), count("FFMA")
-    return (f"| {name} | {regs} | {spilled} | {len(after)} | {lds} | {ffma} "
-            f"| {len(after) / max(ffma, 1):.1f} |")
+    return (f"| {name} | {regs} | {spilled} | {'-' if loads is None else loads} | {len(after)} "
+            f"| {lds} | {ffma} | {len(after) / max(ffma, 1):.1f} |")
 
 
 def main(names):
@@ -106,12 +128,14 @@ def main(names):
         kernels[f"k{k}"] = (f"correlate {k}x{k}", lambda k=k, taps=taps: cb._unrolled(
             f32, k, k, taps), "unrolled")
     names = names or list(kernels)
-    print("| kernel (float32, sm_90) | registers | spilled bytes | instructions after the "
-          "barrier | shared reads | FMAs | instructions per FMA |")
-    print("|---|---|---|---|---|---|---|")
+    print("| kernel (float32, sm_90) | registers | spilled bytes | interior blocks' loads: "
+          "instructions | instructions after the barrier | shared reads | FMAs "
+          "| instructions per FMA |")
+    print("|---|---|---|---|---|---|---|---|")
     for name in names:
         label, make, sig = kernels[name]
-        print(row(label, make(), SIGNATURES[sig]), flush=True)
+        loads = interior_loads(int(name[1:])) if sig == "unrolled" else None
+        print(row(label, make(), SIGNATURES[sig], loads), flush=True)
 
 
 if __name__ == "__main__":
