@@ -93,10 +93,8 @@ def interior_loads(k):
     test = re.search(r"^    if r_base >= 0 and .*:$", src, re.M)
     if test is None:
         return None
-    scope = {"cuda": cuda, "DTYPE": float32, "_map_index": cb._map_index,
-             "U": getattr(cb, "uint64", None)}
-    exec(src.replace(test.group(0), "    if True:"), scope)  # noqa: S102 - filtkit's source
-    lines, _, _ = machine_code(cuda.jit(scope["kernel"]), SIGNATURES["unrolled"])
+    forced = cb._generated(src.replace(test.group(0), "    if True:"), np.dtype(np.float32))
+    lines, _, _ = machine_code(forced, SIGNATURES["unrolled"])
     return _barrier(lines)
 
 

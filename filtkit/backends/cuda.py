@@ -448,18 +448,14 @@ def _window_loads(rows_in, cols_in, threads):
     def stores(ts, store):
         out = []
         for t in ts:
-            line = f"{store(t)}"
             if (t + 1) * threads > n:  # beyond the window for some threads: not stored
-                out += [f"        if tid + {t * threads} < {n}:", f"            {line}"]
+                out += [f"        if tid + {t * threads} < {n}:", f"            {store(t)}"]
             else:
-                out.append(f"        {line}")
+                out.append(f"        {store(t)}")
         return out
 
     def unsigned(v):
         return f"U({v})"
-
-    def signed(v):
-        return f"{v}"
 
     src = [f"    tid = ty * {UNROLL_TX} + tx",
            "    r_base = i0 - off0",
@@ -476,7 +472,7 @@ def _window_loads(rows_in, cols_in, threads):
     src.append("    else:")
     for ts in rounds:
         for t in ts:
-            src += indices(t, "l", signed)
+            src += indices(t, "l", str)
             src += [f"        lr{t} = _map_index(r_base + la{t}, h, mode)",
                     f"        lq{t} = _map_index(c_base + lc{t}, wdt, mode)"]
         src += [f"        lv{t} = x[b, U(max(lr{t}, 0)), U(max(lq{t}, 0))]" for t in ts]
@@ -489,15 +485,20 @@ def _window_loads(rows_in, cols_in, threads):
 LOAD_ROUND = 16
 
 
+def _generated(source, dtype):
+    """The kernel ``kernel`` defined by one of this module's generated ``source``s, for
+    ``dtype`` (its shared arrays' ``DTYPE``; ``U`` is the unsigned index type)."""
+    scope = {"cuda": cuda, "DTYPE": numba_dtype(dtype), "_map_index": _map_index, "U": uint64}
+    exec(source, scope)  # noqa: S102 - our own generated source
+    return _kernel(scope["kernel"])
+
+
 def _unrolled(dtype, kh, kw, taps):
     """The compiled kernel of :func:`_unrolled_source` (one per dtype, shape and, for
     written-out kernels, tap pattern)."""
     key = (dtype, kh, kw, taps)
     if key not in _UNROLLED:
-        scope = {"cuda": cuda, "DTYPE": numba_dtype(dtype), "_map_index": _map_index,
-                 "U": uint64}
-        exec(_unrolled_source(kh, kw, taps), scope)  # noqa: S102 - our own generated source
-        _UNROLLED[key] = _kernel(scope["kernel"])
+        _UNROLLED[key] = _generated(_unrolled_source(kh, kw, taps), dtype)
     return _UNROLLED[key]
 
 
@@ -777,10 +778,7 @@ def _make_pass(kind, dtype, unit):
     """The compiled pass of :func:`_pass_source`, once per kind, dtype and ``unit``."""
     key = (kind, dtype, unit)
     if key not in _PASSES:
-        scope = {"cuda": cuda, "DTYPE": numba_dtype(dtype), "_map_index": _map_index,
-                 "U": uint64}
-        exec(_pass_source(kind, unit), scope)  # noqa: S102 - our own generated source
-        _PASSES[key] = _kernel(scope["kernel"])
+        _PASSES[key] = _generated(_pass_source(kind, unit), dtype)
     return _PASSES[key]
 
 
