@@ -13,8 +13,9 @@ The 2-D correlation runs in shared-memory tiles; the other kernels compute
 one output element per thread, with the boundary handled by the CPU's own
 index map (:func:`cpu._map_index`, compiled for the device); gradients are
 gathered per element, so no two threads ever write one value and nothing
-needs atomics (the one atomic counts non-finite values).  The dense layers
-run on a shared-memory tiled GEMM (:func:`matmul`).  Kernels launch through
+needs atomics (the one atomic counts non-finite values).  The GEMMs of the
+dense and convolution layers run on cuBLAS where CuPy is installed, else on a
+shared-memory tiled GEMM (:func:`batched_matmul`).  Kernels launch through
 :class:`_Launcher`: numba's launch for the first call of each argument
 signature, then the same parameters passed to ``cuda.core`` directly.
 
@@ -1372,25 +1373,71 @@ def _cupy():
 _CUPY = False
 
 
+def _blas():
+    """``(cuBLAS binding, handle)`` from CuPy where CuPy serves the GEMMs, else None."""
+    cp = _cupy()
+    if cp is None:
+        return None
+    from cupy_backends.cuda.libs import cublas
+
+    return cublas, cp.cuda.device.get_cublas_handle()
+
+
+def _address(a):
+    """The device address of ``a``'s first element (0 for an empty array)."""
+    return a.device_ctypes_pointer.value or 0
+
+
+#: alpha = 1 and beta = 0 of the GEMMs in host memory, and its address (cuBLAS reads
+#: them through pointers; beta = 1 is alpha's)
+_GEMM_SCALARS = {np.dtype(t): np.array([1, 0], dtype=t) for t in (np.float32, np.float64)}
+_GEMM_ALPHA = {t: a.ctypes.data for t, a in _GEMM_SCALARS.items()}
+#: the most matrices one cuBLAS call multiplies (CuPy's own limit per call)
+GEMM_BATCH = 65000
+
+
+def _gemm(blas, a, b, out, trans_a, trans_b, accumulate):
+    """:func:`batched_matmul` (or :func:`matmul`, 2-D arrays) as strided batched cuBLAS
+    GEMMs, straight from the arrays' addresses: no CuPy array around them and no
+    temporary for ``accumulate`` (beta = 1).  cuBLAS is column-major, where a C-ordered
+    ``out[z]`` is ``out[z]^T``, so it computes ``op(b[z])^T op(a[z])^T``: ``b`` first,
+    and each operand's C row length is its leading dimension."""
+    cublas, handle = blas
+    dtype = np.dtype(out.dtype)
+    size = dtype.itemsize
+    shape_a, shape_b, shape_out = (tuple(x.shape) for x in (a, b, out))
+    m, n = shape_out[-2:]
+    k = shape_a[-2] if trans_a else shape_a[-1]
+    nz = shape_out[0] if len(shape_out) == 3 else 1
+    # elements from one matrix to the next (0: one matrix for every z)
+    step_a, step_b = (sh[-2] * sh[-1] if len(sh) == 3 and sh[0] > 1 else 0
+                      for sh in (shape_a, shape_b))
+    alpha = _GEMM_ALPHA[dtype]
+    beta = alpha if accumulate else alpha + size
+    gemm = cublas.sgemmStridedBatched if dtype == np.float32 else cublas.dgemmStridedBatched
+    op_a, op_b = (cublas.CUBLAS_OP_T if t else cublas.CUBLAS_OP_N for t in (trans_a, trans_b))
+    pa, pb, pc = _address(a), _address(b), _address(out)
+    cublas.setPointerMode(handle, cublas.CUBLAS_POINTER_MODE_HOST)  # alpha and beta
+    for z in range(0, nz, GEMM_BATCH):
+        gemm(handle, op_b, op_a, n, m, k, alpha,
+             pb + z * step_b * size, max(1, shape_b[-1]), step_b,
+             pa + z * step_a * size, max(1, shape_a[-1]), step_a, beta,
+             pc + z * m * n * size, max(1, n), m * n, min(GEMM_BATCH, nz - z))
+
+
 def batched_matmul(a, b, out, trans_a, trans_b, accumulate):
     """``out[z] (+)= op(a[z]) @ op(b[z])`` for 3-D device arrays; ``a`` or ``b`` may
     hold one matrix for every ``z`` (no CPU twin: the CPU runs one GEMM per sample).
 
-    cuBLAS (through CuPy) where CuPy is installed, else the shared-memory tiled
-    GEMM: each 16x16 block one tile of one ``out[z]``, each thread one element
-    summed in order of ``k`` (no two threads ever write one value); transposed
-    operands are read through swapped indices (no transposed copy).
+    cuBLAS (CuPy's binding, :func:`_gemm`) where CuPy is installed, else the
+    shared-memory tiled GEMM: each 16x16 block one tile of one ``out[z]``, each
+    thread one element summed in order of ``k`` (no two threads ever write one
+    value); transposed operands are read through swapped indices (no transposed
+    copy).
     """
-    cp = _cupy()
-    if cp is not None:
-        opa, opb = cp.asarray(a), cp.asarray(b)
-        opa = opa.transpose(0, 2, 1) if trans_a else opa
-        opb = opb.transpose(0, 2, 1) if trans_b else opb
-        if accumulate:
-            dest = cp.asarray(out)
-            dest += cp.matmul(opa, opb)
-        else:
-            cp.matmul(opa, opb, out=cp.asarray(out))
+    blas = _blas()
+    if blas is not None:
+        _gemm(blas, a, b, out, trans_a, trans_b, accumulate)
         return
     dtype = np.dtype(out.dtype)
     if dtype not in _MATMUL:
@@ -1404,8 +1451,13 @@ def batched_matmul(a, b, out, trans_a, trans_b, accumulate):
 
 
 def matmul(a, b, out, trans_a, trans_b, accumulate):
-    """``out (+)= op(a) @ op(b)`` (see the CPU twin): :func:`batched_matmul` of one
-    matrix (``out`` up to 65535 * 16 rows on the tiled GEMM)."""
+    """``out (+)= op(a) @ op(b)`` (see the CPU twin): one cuBLAS GEMM where CuPy is
+    installed, else :func:`batched_matmul` of one matrix (``out`` up to 65535 * 16 rows
+    on the tiled GEMM)."""
+    blas = _blas()
+    if blas is not None:
+        _gemm(blas, a, b, out, trans_a, trans_b, accumulate)
+        return
     batched_matmul(a.reshape((1,) + tuple(a.shape)), b.reshape((1,) + tuple(b.shape)),
                    out.reshape((1,) + tuple(out.shape)), trans_a, trans_b, accumulate)
 

@@ -190,3 +190,65 @@ def strict_device_arrays(monkeypatch):
         monkeypatch.setattr(FakeCUDAArray, op, no_host_operator)
     monkeypatch.setattr(FakeCUDAArray, "__eq__", object.__eq__)
     monkeypatch.setattr(FakeCUDAArray, "__ne__", object.__ne__)
+
+
+class ColumnMajorBlas:
+    """cuBLAS's strided batched GEMMs (``sgemmStridedBatched``, ``dgemmStridedBatched``,
+    CuPy's binding of them and its ``setPointerMode``), as cuBLAS documents them, for
+    the simulator.
+
+    For ``i < batchCount``: ``C_i = alpha op(A_i) op(B_i) + beta C_i``, where ``op(A_i)``
+    is m x k, ``op(B_i)`` k x n, ``C_i`` m x n; every matrix is column-major with its
+    leading dimension (element (r, c) at ``r + c * ld``) and starts ``i * stride``
+    elements after the first; alpha and beta are read through pointers (host memory
+    in host pointer mode), and ``C_i`` is not read where beta is 0.  Leading
+    dimensions below what the matrices need raise, as cuBLAS refuses them.  The
+    simulator's device arrays are numpy arrays, so the addresses are host addresses.
+    """
+
+    CUBLAS_OP_N, CUBLAS_OP_T = 0, 1
+    CUBLAS_POINTER_MODE_HOST, CUBLAS_POINTER_MODE_DEVICE = 0, 1
+
+    def __init__(self):
+        self.pointer_mode = self.CUBLAS_POINTER_MODE_DEVICE  # as another user may leave it
+        self.calls = 0
+
+    def setPointerMode(self, handle, mode):
+        self.pointer_mode = mode
+
+    def sgemmStridedBatched(self, *args):
+        self._gemm(np.float32, *args)
+
+    def dgemmStridedBatched(self, *args):
+        self._gemm(np.float64, *args)
+
+    @staticmethod
+    def _matrix(address, dtype, rows, cols, ld):
+        """The column-major rows x cols matrix at ``address``, as a writable view."""
+        import ctypes
+
+        size = np.dtype(dtype).itemsize
+        extent = (cols - 1) * ld + rows if rows and cols else 0
+        base = np.frombuffer((ctypes.c_char * (extent * size)).from_address(address), dtype)
+        return np.lib.stride_tricks.as_strided(base, (rows, cols), (size, ld * size))
+
+    def _gemm(self, dtype, handle, transa, transb, m, n, k, alpha, a, lda, stride_a, b, ldb,
+              stride_b, beta, c, ldc, stride_c, count):
+        if self.pointer_mode != self.CUBLAS_POINTER_MODE_HOST:
+            raise RuntimeError("alpha and beta read as device pointers")
+        shape_a = (m, k) if transa == self.CUBLAS_OP_N else (k, m)
+        shape_b = (k, n) if transb == self.CUBLAS_OP_N else (n, k)
+        if (min(m, n, k, count) < 0 or lda < max(1, shape_a[0]) or ldb < max(1, shape_b[0])
+                or ldc < max(1, m)):
+            raise ValueError("CUBLAS_STATUS_INVALID_VALUE")
+        self.calls += 1
+        alpha, beta = (self._matrix(p, dtype, 1, 1, 1)[0, 0] for p in (alpha, beta))
+        size = np.dtype(dtype).itemsize
+        for i in range(count):
+            op_a = self._matrix(a + i * stride_a * size, dtype, *shape_a, lda)
+            op_b = self._matrix(b + i * stride_b * size, dtype, *shape_b, ldb)
+            op_a = op_a if transa == self.CUBLAS_OP_N else op_a.T
+            op_b = op_b if transb == self.CUBLAS_OP_N else op_b.T
+            out = self._matrix(c + i * stride_c * size, dtype, m, n, ldc)
+            product = alpha * (op_a.astype(np.float64) @ op_b)
+            out[...] = product if beta == 0 else product + beta * out

@@ -13,7 +13,7 @@ import pytest
 
 from filtkit._config import BOUNDARY_CODES
 from filtkit.backends import cpu, single_threaded_blas
-from tests.backends.device import BACKENDS, strict_device_arrays
+from tests.backends.device import BACKENDS, ColumnMajorBlas, strict_device_arrays
 from tests.reference import (
     BOUNDARIES,
     axis_plan,
@@ -642,6 +642,67 @@ def test_matmul_cpu_split_rows(rng, dtype, m, k, n, trans_a, trans_b, monkeypatc
     large products), forced on the small shapes."""
     monkeypatch.setattr(cpu, "MATMUL_SPLIT_MIN", 0)
     test_matmul(rng, cpu, dtype, m, k, n, trans_a, trans_b)
+
+
+@pytest.fixture
+def cublas(monkeypatch):
+    """The CUDA twins' GEMMs on their cuBLAS path (CuPy's binding, where CuPy is
+    installed), run on the simulator by :class:`ColumnMajorBlas` (cuBLAS's semantics
+    at the simulator arrays' addresses)."""
+    from numba import config
+
+    if "cuda" not in BACKENDS or not config.ENABLE_CUDASIM:
+        pytest.skip("the simulator's arrays (a GPU runs the real cuBLAS where CuPy is)")
+    from filtkit.backends import cuda as cuda_backend
+
+    blas = ColumnMajorBlas()
+    monkeypatch.setattr(cuda_backend, "_blas", lambda: (blas, 0))
+    monkeypatch.setattr(cuda_backend, "_address", lambda a: a._ary.ctypes.data)
+    return blas
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("m,k,n,trans_a,trans_b", MATMUL_CASES)
+def test_matmul_on_cublas(rng, cublas, dtype, m, k, n, trans_a, trans_b):
+    test_matmul(rng, BACKENDS["cuda"], dtype, m, k, n, trans_a, trans_b)
+    assert cublas.calls == 2  # one GEMM each, the accumulating one included
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("shared", ["a", "b", None])
+@pytest.mark.parametrize("trans_a,trans_b", [(False, False), (True, False), (False, True),
+                                             (True, True)])
+def test_batched_matmul_on_cublas(rng, cublas, monkeypatch, dtype, shared, trans_a, trans_b):
+    """Five products, ``a`` or ``b`` one matrix for all of them (``shared``), in
+    cuBLAS calls of at most two (GEMM_BATCH lowered): against numpy's matmul."""
+    from filtkit.backends import cuda as cuda_backend
+
+    monkeypatch.setattr(cuda_backend, "GEMM_BATCH", 2)
+    nz, m, k, n = 5, 3, 7, 4
+    a = rng.standard_normal((1 if shared == "a" else nz,) + ((k, m) if trans_a else (m, k)))
+    b = rng.standard_normal((1 if shared == "b" else nz,) + ((n, k) if trans_b else (k, n)))
+    a, b = a.astype(dtype), b.astype(dtype)
+    ref = np.matmul(a.swapaxes(1, 2) if trans_a else a, b.swapaxes(1, 2) if trans_b else b)
+    out = np.full((nz, m, n), np.nan, dtype=dtype)
+    BACKENDS["cuda"].batched_matmul(a, b, out, trans_a, trans_b, False)
+    _assert_close(out, ref, dtype)
+    start = rng.standard_normal((nz, m, n)).astype(dtype)
+    out = start.copy()
+    BACKENDS["cuda"].batched_matmul(a, b, out, trans_a, trans_b, True)
+    _assert_close(out, start + ref, dtype)
+    assert cublas.calls == 6  # 2 + 2 + 1 matrices, twice
+
+
+@pytest.mark.parametrize("case", [CONV_CASES[1], CONV_CASES[3]])
+def test_conv_layers_on_cublas(rng, cublas, case):
+    """The convolution layers' three GEMMs (forward, input and weight gradients) on the
+    cuBLAS path: the same test bodies as above."""
+    cu = BACKENDS["cuda"]
+    for test in (test_conv2d, test_conv2d_grad_input):
+        test(rng, cu, np.float32, case)
+    for accumulate in (False, True):
+        test_conv2d_grad_weight(rng, cu, np.float32, case, accumulate)
+    assert cublas.calls == 4
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
