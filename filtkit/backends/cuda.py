@@ -408,9 +408,10 @@ def _unrolled_source(kh, kw, taps):
                     src += [f"{indent}if w{m} != zero:", f"{indent}    acc{r} += w{m} * v"]
                 else:
                     src.append(f"{indent}acc{r} += w{m} * v")
-    src.append("    i = i0 + a0")
+    src += ["    i = i0 + a0",
+            "    column = out[U(b), :, U(j)]"]
     for r in range(rows):
-        src += [f"    if i + {r} < out.shape[1]:", f"        out[b, i + {r}, j] = acc{r}"]
+        src += [f"    if i + {r} < out.shape[1]:", f"        column[U(i + {r})] = acc{r}"]
     return "\n".join(src)
 
 
@@ -464,11 +465,12 @@ def _window_loads(rows_in, cols_in, threads):
            f"    if r_base >= 0 and r_base + {rows_in} <= h and c_base >= 0 "
            f"and c_base + {cols_in} <= wdt:",
            "        ur = U(r_base)",
-           "        uc = U(c_base)"]
+           "        uc = U(c_base)",
+           "        plane = x[U(b)]"]
     for ts in rounds:  # inside: names of their own (unsigned; numba unifies no types)
         for t in ts:
             src += indices(t, "i", unsigned)
-        src += [f"        iv{t} = x[b, ur + ia{t}, uc + ic{t}]" for t in ts]
+        src += [f"        iv{t} = plane[ur + ia{t}, uc + ic{t}]" for t in ts]
         src += stores(ts, lambda t: f"sm[U(tid + {t * threads})] = iv{t}")
     src.append("    else:")
     for ts in rounds:
@@ -687,10 +689,11 @@ def _pass_source(kind, unit):
             "    inside = c < wdt",
             "    top = i0 * s0 - off0",
             "    cc = c if inside else wdt - 1",
+            "    source = x[U(b), :, U(cc)]",
         ]
         src += _strip_loads("ty", "rows_in", PASS_TY, "        ", [
             "r{u} = _map_index(top + a{u}, h, mode)",
-            "v{u} = x[b, U(max(r{u}, 0)), U(cc)]",
+            "v{u} = source[U(max(r{u}, 0))]",
             "sm[U(a{u} * 32 + tx)] = v{u} if inside and r{u} >= 0 else cv"])
         src += [
             "    cuda.syncthreads()",
@@ -701,11 +704,12 @@ def _pass_source(kind, unit):
             "    tap_step = U(d0 * 32)",
             f"    out_step = U({PASS_TY} * s0 * 32)",
             "    n_out = tmp.shape[1]",
+            "    column = tmp[U(b), :, U(c)]",
         ]
 
         def store(r):
             return [f"    i = i0 + ty + {PASS_TY * r}", "    if i < n_out:",
-                    f"        tmp[b, i, c] = acc{r}"]
+                    f"        column[U(i)] = acc{r}"]
     else:
         src = [
             "def kernel(tmp, row, col, out, off1, s1, d1, mode, cval, cols_in):",
@@ -723,10 +727,11 @@ def _pass_source(kind, unit):
             "    edge *= out.dtype.type(cval)",
             "    left = j0 * s1 - off1",
             "    if i < ho:",
+            "        source = tmp[U(b), U(i)]",
         ]
         src += _strip_loads("tx", "cols_in", 32, "            ", [
             "q{u} = _map_index(left + a{u}, wdt, mode)",
-            "v{u} = tmp[b, i, U(max(q{u}, 0))]",
+            "v{u} = source[U(max(q{u}, 0))]",
             "sm[U(ty * cols_in + a{u})] = edge if q{u} < 0 else v{u}"])
         src += [
             "    cuda.syncthreads()",
@@ -737,11 +742,13 @@ def _pass_source(kind, unit):
             "    tap_step = U(d1)",
             "    out_step = U(32 * s1)",
             "    n_out = out.shape[2]",
+            "    line = out[U(b), U(i)]",
+            "    j = U(j0 + tx)",
         ]
 
         def store(r):
-            return [f"    j = j0 + tx + {32 * r}", "    if j < n_out:",
-                    f"        out[b, i, j] = acc{r}"]
+            return [f"    if j0 + tx + {32 * r} < n_out:",
+                    f"        line[j + U({32 * r})] = acc{r}"]
     src.append("    zero = taps.dtype.type(0)")
     src += [f"    acc{r} = zero" for r in range(rows)]
     src += ["    p = base",
