@@ -57,6 +57,27 @@ def as_device_array(x):
     return DeviceNDArray(shape, strides, x.dtype, stream=x.stream, gpu_data=x.gpu_data)
 
 
+def reshaped(a, shape):
+    """``a.reshape(shape)``.  A GPU array keeps the view and gives it again for the same
+    shape: each new view is a numba array object, which costs more host time than
+    many kernels, and a training step reshapes the same arrays (parameters, and its
+    temporaries, which an arena hands out again) every time."""
+    if isinstance(a, np.ndarray):
+        return a.reshape(shape)
+    shape = tuple(shape)
+    views = getattr(a, "_filtkit_views", None)
+    if views is None:
+        views = {}
+        try:
+            a._filtkit_views = views
+        except AttributeError:  # pragma: no cover - an array type without attributes
+            pass
+    view = views.get(shape)
+    if view is None:
+        view = views[shape] = a.reshape(shape)
+    return view
+
+
 def c_strides(shape, itemsize):
     """The strides of a C-contiguous array of ``shape``, in bytes."""
     strides, step = [], itemsize

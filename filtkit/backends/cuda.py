@@ -24,6 +24,7 @@ signature, then the same parameters passed to ``cuda.core`` directly.
 Numba's CUDA simulator (slow: test on small arrays).
 """
 
+import contextlib
 import functools
 import math
 import threading
@@ -32,7 +33,7 @@ import numpy as np
 from numba import config, cuda, uint64
 from numba.np.numpy_support import from_dtype as numba_dtype
 
-from . import c_strides, cpu
+from . import c_strides, cpu, reshaped
 
 # the scalar cores the twins share, compiled for the device from the CPU's own source
 _map_index = cuda.jit(device=True, inline=True)(cpu._map_index.py_func)
@@ -196,14 +197,92 @@ def device_empty(shape, dtype):
     A plain ``cuda.device_array`` is one cudaMalloc (and later cudaFree) per
     call, which costs more than filtering a 4096x4096 image with a 3x3
     kernel; CuPy's pool reuses freed blocks.  The result is a numba device
-    array either way (it keeps the CuPy array alive).
+    array either way (it keeps the CuPy array alive).  Inside :func:`reusing`
+    the array comes from that :class:`Arena`.
     """
+    arena = getattr(_ARENA, "current", None)
+    if arena is not None:
+        return arena.take(shape, dtype)
+    return _allocate(shape, dtype)
+
+
+def _allocate(shape, dtype):
     cp = _cupy()
     if cp is None:
         return cuda.device_array(shape, dtype=dtype)
     # CuPy's arrays live on the default stream, where the kernels run: no need for
     # the host-blocking synchronisation a foreign array otherwise gets
     return cuda.as_cuda_array(cp.empty(shape, dtype=dtype), sync=False)
+
+
+#: the largest array an :class:`Arena` keeps, and the most it keeps in all
+ARENA_MAX_ARRAY, ARENA_MAX_TOTAL = 64 << 20, 1 << 30
+
+
+class Arena:
+    """The device arrays of a sequence of allocations that repeats (a training step's
+    temporaries), handed out again in the same order each time it repeats.
+
+    Each allocation inside :func:`reusing` takes the next array of the sequence
+    recorded the first time, where its shape and dtype are the same: no
+    allocation, and no new numba array object, each of which costs the host
+    more than many of the kernels it feeds.  Where the sequence differs, the
+    rest of it is recorded afresh.  Arrays above ARENA_MAX_ARRAY bytes, and
+    those beyond ARENA_MAX_TOTAL in all, are allocated as usual each time.
+
+    Only for sequences whose arrays are all dead when it repeats: an array
+    handed out is written again at the next repeat.  The kernels run in the
+    order they are queued, so a repeat may start before the GPU has finished
+    the last one.
+    """
+
+    __slots__ = ("_arrays", "_next", "_bytes", "_full")
+
+    def __init__(self):
+        self._arrays = []  # (shape, dtype, array) in the order they were taken
+        self._next = 0
+        self._bytes = 0
+        self._full = False  # ARENA_MAX_TOTAL reached: nothing more is recorded
+
+    def take(self, shape, dtype):
+        """The next array of the sequence for ``(shape, dtype)``."""
+        shape, dtype = tuple(int(n) for n in shape), np.dtype(dtype)
+        nbytes = math.prod(shape) * dtype.itemsize
+        if nbytes > ARENA_MAX_ARRAY:
+            return _allocate(shape, dtype)
+        i = self._next
+        if i < len(self._arrays):
+            kept_shape, kept_dtype, kept = self._arrays[i]
+            if kept_shape == shape and kept_dtype == dtype:
+                self._next = i + 1
+                return kept
+            for _, kept_dtype, kept in self._arrays[i:]:  # the sequence changed here
+                self._bytes -= kept.size * kept_dtype.itemsize
+            del self._arrays[i:]
+            self._full = False
+        if self._full or self._bytes + nbytes > ARENA_MAX_TOTAL:
+            self._full = True
+            return _allocate(shape, dtype)
+        a = _allocate(shape, dtype)
+        self._arrays.append((shape, dtype, a))
+        self._bytes += nbytes
+        self._next = i + 1
+        return a
+
+
+_ARENA = threading.local()  # .current: the arena of this thread's allocations, or None
+
+
+@contextlib.contextmanager
+def reusing(arena):
+    """Allocations on this thread come from ``arena`` (from its start) inside the block."""
+    previous = getattr(_ARENA, "current", None)
+    arena._next = 0
+    _ARENA.current = arena
+    try:
+        yield arena
+    finally:
+        _ARENA.current = previous
 
 
 def to_device(a):
@@ -1033,8 +1112,8 @@ def conv2d(x, w, b, out, s0, s1, p0, p1, d0, d1):
             _conv2d_kernel[blocks, threads](_rows(x, a, e), w, b, _rows(out, a, e), s0, s1, p0,
                                             p1, d0, d1)
         return
-    w2 = w.reshape((1, no, nk))
-    out3 = out.reshape((nb, no, hw))
+    w2 = reshaped(w, (1, no, nk))
+    out3 = reshaped(out, (nb, no, hw))
     for a, e in slices:
         cols = device_empty((e - a, nk, hw), x.dtype)
         _im2col(_rows(x, a, e), cols, s0, s1, p0, p1, d0, d1, kh, kw, wo)
@@ -1107,8 +1186,8 @@ def conv2d_grad_input(dy, w, dx, s0, s1, p0, p1, d0, d1):
     nk, hw = nc * kh * kw, ho * wo
     slices = _col_slices(nb, nk * hw)
     if slices is not None:
-        w2 = w.reshape((1, no, nk))
-        dy3 = dy.reshape((nb, no, hw))
+        w2 = reshaped(w, (1, no, nk))
+        dy3 = reshaped(dy, (nb, no, hw))
         for a, e in slices:
             dcols = device_empty((e - a, nk, hw), dx.dtype)
             batched_matmul(w2, _rows(dy3, a, e), dcols, True, False, False)
@@ -1207,14 +1286,14 @@ def conv2d_grad_weight(x, dy, dw, db, s0, s1, p0, p1, d0, d1, nchunks, accumulat
     nb, no, ho, wo = dy.shape
     nc, kh, kw = dw.shape[1], dw.shape[2], dw.shape[3]
     nk, hw = nc * kh * kw, ho * wo
-    dy3 = dy.reshape((nb, no, hw))
+    dy3 = reshaped(dy, (nb, no, hw))
     slices = _col_slices(nb, nk * hw)
     if slices is None:
         blocks, threads = _grid1(dw.size)
         _conv2d_grad_weight_kernel[blocks, threads](x, dy, dw, s0, s1, p0, p1, d0, d1,
                                                     accumulate)
     else:
-        dw2 = dw.reshape((no, nk))
+        dw2 = reshaped(dw, (no, nk))
         for a, e in slices:
             cols = device_empty((e - a, nk, hw), x.dtype)
             _im2col(_rows(x, a, e), cols, s0, s1, p0, p1, d0, d1, kh, kw, wo)

@@ -16,6 +16,8 @@ below checks its arguments (the layers did), except that all arrays of one
 call must live on one device.
 """
 
+import contextlib
+
 import numpy as np
 
 from .._validate import check_choice
@@ -25,6 +27,7 @@ from ..backends import (
     cuda_backend,
     is_device_array,
     num_threads,
+    reshaped,
     single_threaded_blas,
 )
 
@@ -59,6 +62,21 @@ def _empty_on(device, shape, dtype):
     return np.empty(shape, dtype=dtype)
 
 
+def arena():
+    """A new arena for the GPU's allocations of a repeated sequence: see :func:`reusing`."""
+    return cuda_backend().Arena()
+
+
+def reusing(arena):
+    """A context in which the GPU's allocations come from ``arena``
+    (:class:`filtkit.backends.cuda.Arena`: the same arrays each time the block runs
+    the same allocations, for temporaries that are dead when it runs again); None:
+    allocations as usual.  The CPU's allocations are never affected."""
+    if arena is None:
+        return contextlib.nullcontext()
+    return cuda_backend().reusing(arena)
+
+
 def empty(shape, dtype, like):
     """An uninitialised C-contiguous array on the device of ``like``."""
     return _empty_on(device_of(like), shape, dtype)
@@ -83,19 +101,8 @@ def zeros_like(a):
 
 def ravel(a):
     """``a`` as the flat (1-D) view the element-wise twins take: numpy's ``reshape(-1)``;
-    a GPU array keeps its flat view (parameters, gradients and optimizer state are
-    flattened every step, and each new view is a numba array object, which costs host
-    time)."""
-    if not is_device_array(a):
-        return a.reshape(-1)
-    view = getattr(a, "_filtkit_flat", None)
-    if view is None:
-        view = a.reshape(-1)
-        try:
-            a._filtkit_flat = view
-        except AttributeError:  # pragma: no cover - an array type without attributes
-            pass
-    return view
+    a GPU array keeps its flat view (:func:`~filtkit.backends.reshaped`)."""
+    return reshaped(a, (a.size,))
 
 
 def _flat(a):
@@ -319,7 +326,7 @@ def conv2d_backward(x, w, dy, w_grad, b_grad, stride, pad_before, dilation, *,
 
 
 def _planes(a):
-    return a.reshape((-1,) + a.shape[-2:])
+    return reshaped(a, (-1,) + tuple(a.shape[-2:]))
 
 
 def max_pool2d_forward(x, kernel, stride, padding, out_size):

@@ -13,6 +13,7 @@ come back.  The numerics are the CPU's (the same backend functions' CUDA
 twins), equal within float rounding.
 """
 
+import functools
 import json
 import os
 import zipfile
@@ -414,7 +415,9 @@ class Sequential(Layer):
         n = len(X)
         n_batches = -(-n // batch_size)
         params = self.parameters()
-        step = self._step_cuda if self.device == "cuda" else self._step
+        # the GPU's step temporaries, reused from step to step (one arena a batch size)
+        step = (functools.partial(self._step_cuda, arenas={}) if self.device == "cuda"
+                else self._step)
         snaps = [None, None]  # (weights, optimizer state) before the last updates, newest first
         for epoch in range(epochs):
             self.train()
@@ -475,7 +478,7 @@ class Sequential(Layer):
         optimizer.step()
         return value, int((F.argmax_rows(out) == yb).sum()), None
 
-    def _step_cuda(self, xb, yb, loss, optimizer, params, snaps):
+    def _step_cuda(self, xb, yb, loss, optimizer, params, snaps, arenas=None):
         """:meth:`_step` on the GPU, queued whole before the host waits once.
 
         The checks are counted on the device and the update runs whatever they
@@ -487,14 +490,22 @@ class Sequential(Layer):
         back what :meth:`_step` would have kept: the snapshot before the last
         finite step's update (``snaps[1]``; none yet: this step's own) for a
         non-finite loss, this step's own for a non-finite gradient.
+
+        ``arenas`` (batch size -> :func:`F.arena`, kept by the caller from step to
+        step): the step's temporaries (the batch, activations, deltas, the loss's and
+        the convolutions' work arrays) are then the same device arrays at every step
+        of one batch size, none allocated after the first.  Nothing of them is read
+        after the step: the host waits for each step's results before the next.
         """
         self.zero_grad()
-        out = self._run(F.to_device(xb, "cuda"))
-        counts = F.zeros((2,), np.int32, out)
-        F.count_nonfinite([out], counts[0:1])
-        total = loss._queued(out, yb)
-        self._backward(loss.backward(), input_grad=False)
-        F.count_nonfinite([p.grad for p in params], counts[1:2])
+        arena = None if arenas is None else arenas.setdefault(len(yb), F.arena())
+        with F.reusing(arena):
+            out = self._run(F.to_device(xb, "cuda"))
+            counts = F.zeros((2,), np.int32, out)
+            F.count_nonfinite([out], counts[0:1])
+            total = loss._queued(out, yb)
+            self._backward(loss.backward(), input_grad=False)
+            F.count_nonfinite([p.grad for p in params], counts[1:2])
         snaps[:] = [self._snapshot(snaps[1]), snaps[0]]
         optimizer.step()
         predicted = F.argmax_rows(out)  # the first download: the wait for the whole step

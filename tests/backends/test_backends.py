@@ -506,6 +506,50 @@ def test_cuda_batches_beyond_the_grid_limit_launch_in_slices(rng, monkeypatch):
 
 
 @pytest.mark.skipif("cuda" not in BACKENDS, reason="no GPU and no CUDA simulator")
+def test_cuda_arena_hands_out_a_repeated_sequence_again(monkeypatch):
+    """Inside ``reusing(arena)`` each allocation takes the next array the arena recorded
+    where shape and dtype agree; where the sequence changes the rest is recorded
+    afresh; arrays above ARENA_MAX_ARRAY and beyond ARENA_MAX_TOTAL are allocated each
+    time; outside the block every allocation is new."""
+    from filtkit.backends import cuda as cuda_backend
+
+    monkeypatch.setattr(cuda_backend, "ARENA_MAX_ARRAY", 64)  # bytes
+    monkeypatch.setattr(cuda_backend, "ARENA_MAX_TOTAL", 200)
+    arena = cuda_backend.Arena()
+    f4, f8 = np.dtype(np.float32), np.dtype(np.float64)
+    steps = [[((3,), f4), ((100,), f4), ((2, 4), f8), ((5,), f8)],  # 12, 400, 64, 40 bytes
+             [((3,), f4), ((100,), f4), ((2, 4), f8), ((5,), f8)],
+             [((3,), f4), ((100,), f4), ((2, 4), f4), ((5,), f8)]]  # changed from the third
+    taken = []
+    for step in steps:
+        with cuda_backend.reusing(arena):
+            taken.append([cuda_backend.device_empty(shape, dtype) for shape, dtype in step])
+    first, second, third = taken
+    for arrays, step in zip(taken, steps):
+        assert [(tuple(a.shape), np.dtype(a.dtype)) for a in arrays] == step
+    assert len({id(a) for a in first}) == 4  # one sequence: all different arrays
+    assert second[0] is first[0] and second[2] is first[2] and second[3] is first[3]
+    assert second[1] is not first[1]  # 400 bytes: above ARENA_MAX_ARRAY
+    assert third[0] is first[0] and third[1] is not first[1]
+    assert third[2] is not first[2] and third[3] is not first[3]  # recorded afresh
+    with cuda_backend.reusing(arena):
+        again = [cuda_backend.device_empty(shape, dtype) for shape, dtype in steps[2]]
+    assert again[2] is third[2] and again[3] is third[3]
+    assert cuda_backend.device_empty((3,), f4) is not first[0]  # outside: new
+
+    total = cuda_backend.Arena()  # 4 x 60 bytes: the fourth is beyond ARENA_MAX_TOTAL
+    rounds = []
+    for _ in range(2):
+        with cuda_backend.reusing(total):
+            rounds.append([cuda_backend.device_empty((15,), f4) for _ in range(4)])
+    assert [b is a for a, b in zip(*rounds)] == [True, True, True, False]
+    with cuda_backend.reusing(arena):
+        with cuda_backend.reusing(total):
+            assert cuda_backend.device_empty((15,), f4) is rounds[0][0]
+        assert cuda_backend.device_empty((3,), f4) is first[0]  # the outer arena again
+
+
+@pytest.mark.skipif("cuda" not in BACKENDS, reason="no GPU and no CUDA simulator")
 def test_cuda_small_uploads_are_queued_through_a_pinned_ring(rng, monkeypatch):
     """Each upload takes the next stretch of the pinned ring and records an event behind
     its copy; a stretch is written again only after the event of the earlier copy

@@ -254,6 +254,43 @@ def test_cuda_training_step_equals_cpu(kind, dtype):
     assert np.abs(host(gpu_model.parameters()[0].data) - start.parameters()[0].data).max() > 1e-4
 
 
+@needs_cuda
+def test_cuda_fit_reuses_each_step_temporaries_and_still_equals_cpu(monkeypatch):
+    """fit's GPU steps take their temporaries (batch, activations, masks, deltas, the
+    convolutions' columns) from one arena per batch size: after the first step of a
+    batch size a step allocates next to nothing on the device.  Two epochs of batches
+    of 4, 4 and 2 with dropout then still equal the CPU's training (an array written
+    again while still needed would not)."""
+    from filtkit.backends import cuda as cuda_backend
+
+    X, y = _data(10, seed=5, dtype="float64")
+    cpu_model, gpu_model = tiny_lenet("float64"), tiny_lenet("float64").to("cuda")
+    cpu_model.fit(X, y, epochs=2, batch_size=4, seed=3, progress=False,
+                  optimizer=make_optimizer("adam", cpu_model))
+    allocate, step_cuda = cuda_backend._allocate, gpu_model._step_cuda
+    per_step = []
+
+    def counted_allocate(*args):
+        per_step[-1] += 1
+        return allocate(*args)
+
+    def step(xb, *args, **kwargs):
+        per_step.append(0)
+        return step_cuda(xb, *args, **kwargs)
+
+    monkeypatch.setattr(cuda_backend, "_allocate", counted_allocate)
+    monkeypatch.setattr(gpu_model, "_step_cuda", step)
+    gpu_model.fit(X, y, epochs=2, batch_size=4, seed=3, progress=False,
+                  optimizer=make_optimizer("adam", gpu_model))
+    monkeypatch.undo()
+    assert len(per_step) == 6
+    # a first step of each size records its arrays; the first two also take the
+    # snapshots and the optimizer's state; later steps only the predicted classes
+    assert per_step[0] > 20 and per_step[2] > 20, per_step
+    assert all(n == 1 for n in per_step[3:]), per_step
+    assert_same_training_state(gpu_model, cpu_model, "after two epochs")
+
+
 def count_launches(monkeypatch):
     """A list that gets one entry per CUDA kernel launched from now on (through the
     class every backend kernel is an instance of: filtkit's launcher on a GPU, numba's
