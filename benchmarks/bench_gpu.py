@@ -38,6 +38,7 @@ backward, Adam and ``loss.item()``.
 """
 
 import argparse
+import contextlib
 import statistics
 import sys
 import time
@@ -200,11 +201,15 @@ def network(arch, batch, size=28):
 def fit_step(model, opt, loss, x, y):
     """fit's own training step on the GPU, as a function: the host batch ``(x, y)``
     uploaded, forward, loss, backward, the finiteness counts, the snapshot and Adam's
-    update queued whole, then the one wait, for the loss and the predicted classes."""
+    update queued whole, then the one wait, for the loss and the predicted classes;
+    with fit's arena of step temporaries and its dropout masks drawn a step ahead
+    (``model._training_steps``, left open for the process)."""
     params, snaps = model.parameters(), [None, None]
+    model.optimizer = opt
+    run = contextlib.ExitStack().enter_context(model._training_steps())
 
     def step():
-        value, _, what = model._step_cuda(x, y, loss, opt, params, snaps)
+        value, _, what = run(x, y, loss, opt, params, snaps)
         if what is not None:
             sys.exit(f"filtkit's training step diverged: {what}")
         return value

@@ -499,6 +499,7 @@ class Dropout(Layer):
         self._keep = None
         self._dtype = None
         self._shape = None
+        self._masks = None  # a MaskPrefetch while fit trains on the GPU
 
     def forward(self, x):
         x = self._float_input(x)
@@ -508,9 +509,16 @@ class Dropout(Layer):
             return x
         self._dtype = np.dtype(x.dtype)
         rdtype = np.float32 if self._dtype == np.float32 else np.float64
-        keep = self._rng.random(self._shape, dtype=rdtype) >= self.p
+        if self._masks is None:
+            keep = self._draw(self._shape, rdtype)
+        else:
+            keep = self._masks.take(self, self._shape, rdtype)
         self._keep = F.to_device(keep, F.device_of(x))
         return F.dropout(x, self._keep, 1.0 / (1.0 - self.p))
+
+    def _draw(self, shape, rdtype):
+        """A mask: True where the value is kept."""
+        return self._rng.random(shape, dtype=rdtype) >= self.p
 
     def backward(self, dy):
         self._need_forward("_shape")
@@ -525,6 +533,79 @@ class Dropout(Layer):
 
     def _extra_repr(self):
         return f"p={self.p}"
+
+
+class MaskPrefetch:
+    """Dropout masks of fit's next GPU step, drawn by a worker thread while the host
+    queues the rest of this one (numpy's generators release the GIL as they fill).
+
+    The worker makes the draws this step's forward pass made (:meth:`take`), in the
+    same order and from the same generators, so the next forward pass gets exactly
+    the masks it would draw, and the generators end in the same states: GPU training
+    stays equal to the CPU's.  Where a forward pass asks for other masks (another
+    batch size), each generator is put back to its state before its first mask not
+    taken, and the rest are drawn as usual; :meth:`close` puts back what was drawn
+    ahead and never taken.
+    """
+
+    def __init__(self):
+        self._worker = None
+        self._pending = None  # the worker's future: the next step's masks
+        self._ready = []  # (layer, shape, dtype, generator state before, mask)
+        self._taken = 0
+        self._asked = []  # (layer, shape, dtype) of this forward pass's masks
+
+    def begin(self):
+        """At the start of a forward pass: the masks drawn ahead for it."""
+        self._ready, self._pending = [] if self._pending is None else self._pending.result(), None
+        self._taken = 0
+        self._asked = []
+
+    def take(self, layer, shape, rdtype):
+        """The mask ``layer`` asks for: the next one drawn ahead where it matches."""
+        self._asked.append((layer, shape, rdtype))
+        if self._taken < len(self._ready):
+            other, other_shape, other_dtype, _, keep = self._ready[self._taken]
+            if other is layer and other_shape == shape and other_dtype == rdtype:
+                self._taken += 1
+                return keep
+            self._put_back()
+        return layer._draw(shape, rdtype)
+
+    def prefetch(self):
+        """After a forward pass: its masks drawn again, for the next one, by the worker."""
+        self._put_back()
+        if self._asked:
+            import concurrent.futures
+
+            if self._worker is None:
+                self._worker = concurrent.futures.ThreadPoolExecutor(1)
+            self._pending = self._worker.submit(self._draw_all, list(self._asked))
+
+    @staticmethod
+    def _draw_all(asked):
+        return [(layer, shape, rdtype, layer._rng.bit_generator.state,
+                 layer._draw(shape, rdtype)) for layer, shape, rdtype in asked]
+
+    def close(self):
+        """Wait for the worker and put back every mask drawn ahead and not taken."""
+        self._put_back()
+        if self._pending is not None:
+            self._ready, self._pending, self._taken = self._pending.result(), None, 0
+            self._put_back()
+        if self._worker is not None:
+            self._worker.shutdown()
+            self._worker = None
+
+    def _put_back(self):
+        """Each generator back to its state before its first mask not taken."""
+        done = set()
+        for layer, _, _, state, _ in self._ready[self._taken:]:
+            generator = layer._rng.bit_generator
+            if id(generator) not in done:
+                done.add(id(generator))
+                generator.state = state
+        del self._ready[self._taken:]
 
 
 class Dense(Layer):

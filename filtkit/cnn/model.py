@@ -13,6 +13,7 @@ come back.  The numerics are the CPU's (the same backend functions' CUDA
 twins), equal within float rounding.
 """
 
+import contextlib
 import functools
 import json
 import os
@@ -33,6 +34,7 @@ from .layers import (
     Dropout,
     Flatten,
     Layer,
+    MaskPrefetch,
     MaxPool2D,
     ReLU,
     Sigmoid,
@@ -415,48 +417,68 @@ class Sequential(Layer):
         n = len(X)
         n_batches = -(-n // batch_size)
         params = self.parameters()
-        # the GPU's step temporaries, reused from step to step (one arena a batch size)
-        step = (functools.partial(self._step_cuda, arenas={}) if self.device == "cuda"
-                else self._step)
         snaps = [None, None]  # (weights, optimizer state) before the last updates, newest first
-        for epoch in range(epochs):
-            self.train()
-            order = rng.permutation(n) if shuffle else np.arange(n)
-            total_loss, correct, seen = 0.0, 0, 0
-            bar = tqdm(total=n, desc=f"epoch {epoch + 1}/{epochs}", unit="img",
-                       disable=not progress, leave=True)
-            try:
-                for b in range(n_batches):
-                    idx = order[b * batch_size:(b + 1) * batch_size]
-                    xb, yb = X[idx], y[idx]
-                    if augment is not None:
-                        xb = np.ascontiguousarray(augment(xb, rng), dtype=self.dtype)
-                    value, hits, what = step(xb, yb, loss, optimizer, params, snaps)
-                    if what is not None:
-                        raise DivergenceError(
-                            f"training diverged at epoch {epoch + 1}, batch {b + 1}: {what} "
-                            f"is NaN or infinite; kept the weights of the last step with a "
-                            f"finite loss (try a smaller `lr`)", history)
-                    total_loss += value * len(idx)
-                    correct += hits
-                    seen += len(idx)
-                    bar.update(len(idx))
-                    bar.set_postfix(loss=f"{total_loss / seen:.4f}",
-                                    acc=f"{correct / seen:.4f}", refresh=False)
-                if scheduler is not None:
-                    scheduler.step()
-                history["loss"].append(total_loss / seen)
-                history["accuracy"].append(correct / seen)
-                if validation_data is not None:
-                    res = self.evaluate(Xv, yv, loss=loss)
-                    history["val_loss"].append(res["loss"])
-                    history["val_accuracy"].append(res["accuracy"])
-                    bar.set_postfix(loss=f"{total_loss / seen:.4f}", acc=f"{correct / seen:.4f}",
-                                    val_acc=f"{res['accuracy']:.4f}")
-            finally:
-                bar.close()
+        with self._training_steps() as step:
+            for epoch in range(epochs):
+                self.train()
+                order = rng.permutation(n) if shuffle else np.arange(n)
+                total_loss, correct, seen = 0.0, 0, 0
+                bar = tqdm(total=n, desc=f"epoch {epoch + 1}/{epochs}", unit="img",
+                           disable=not progress, leave=True)
+                try:
+                    for b in range(n_batches):
+                        idx = order[b * batch_size:(b + 1) * batch_size]
+                        xb, yb = X[idx], y[idx]
+                        if augment is not None:
+                            xb = np.ascontiguousarray(augment(xb, rng), dtype=self.dtype)
+                        value, hits, what = step(xb, yb, loss, optimizer, params, snaps)
+                        if what is not None:
+                            raise DivergenceError(
+                                f"training diverged at epoch {epoch + 1}, batch {b + 1}: "
+                                f"{what} is NaN or infinite; kept the weights of the last "
+                                f"step with a finite loss (try a smaller `lr`)", history)
+                        total_loss += value * len(idx)
+                        correct += hits
+                        seen += len(idx)
+                        bar.update(len(idx))
+                        bar.set_postfix(loss=f"{total_loss / seen:.4f}",
+                                        acc=f"{correct / seen:.4f}", refresh=False)
+                    if scheduler is not None:
+                        scheduler.step()
+                    history["loss"].append(total_loss / seen)
+                    history["accuracy"].append(correct / seen)
+                    if validation_data is not None:
+                        res = self.evaluate(Xv, yv, loss=loss)
+                        history["val_loss"].append(res["loss"])
+                        history["val_accuracy"].append(res["accuracy"])
+                        bar.set_postfix(loss=f"{total_loss / seen:.4f}",
+                                        acc=f"{correct / seen:.4f}",
+                                        val_acc=f"{res['accuracy']:.4f}")
+                finally:
+                    bar.close()
         self.eval()
         return history
+
+    @contextlib.contextmanager
+    def _training_steps(self):
+        """fit's training step for the model's device.  On the GPU the steps of one fit
+        share an arena per batch size (their temporaries, :meth:`_step_cuda`) and a
+        :class:`MaskPrefetch`, which draws each step's dropout masks during the step
+        before; it puts back what it drew ahead when fit ends, however it ends."""
+        if self.device != "cuda":
+            yield self._step
+            return
+        dropouts = [layer for layer in self._plan() if isinstance(layer, Dropout)]
+        masks = MaskPrefetch() if dropouts else None
+        for layer in dropouts:
+            layer._masks = masks
+        try:
+            yield functools.partial(self._step_cuda, arenas={}, masks=masks)
+        finally:
+            if masks is not None:
+                masks.close()
+            for layer in dropouts:
+                layer._masks = None
 
     def _step(self, xb, yb, loss, optimizer, params, snaps):
         """One training step on the host: ``(mean loss, hits, None)``, or ``(nan, 0,
@@ -478,7 +500,7 @@ class Sequential(Layer):
         optimizer.step()
         return value, int((F.argmax_rows(out) == yb).sum()), None
 
-    def _step_cuda(self, xb, yb, loss, optimizer, params, snaps, arenas=None):
+    def _step_cuda(self, xb, yb, loss, optimizer, params, snaps, arenas=None, masks=None):
         """:meth:`_step` on the GPU, queued whole before the host waits once.
 
         The checks are counted on the device and the update runs whatever they
@@ -496,11 +518,17 @@ class Sequential(Layer):
         the convolutions' work arrays) are then the same device arrays at every step
         of one batch size, none allocated after the first.  Nothing of them is read
         after the step: the host waits for each step's results before the next.
+        ``masks`` (:class:`~filtkit.cnn.layers.MaskPrefetch`): the dropout masks of the
+        next step are drawn while this one is queued, by a worker thread.
         """
         self.zero_grad()
         arena = None if arenas is None else arenas.setdefault(len(yb), F.arena())
         with F.reusing(arena):
+            if masks is not None:
+                masks.begin()
             out = self._run(F.to_device(xb, "cuda"))
+            if masks is not None:
+                masks.prefetch()
             counts = F.zeros((2,), np.int32, out)
             F.count_nonfinite([out], counts[0:1])
             total = loss._queued(out, yb)

@@ -289,6 +289,56 @@ def test_cuda_fit_reuses_each_step_temporaries_and_still_equals_cpu(monkeypatch)
     assert per_step[0] > 20 and per_step[2] > 20, per_step
     assert all(n == 1 for n in per_step[3:]), per_step
     assert_same_training_state(gpu_model, cpu_model, "after two epochs")
+    dropout = [layer for layer in gpu_model.layers if isinstance(layer, cnn.Dropout)]
+    assert dropout and dropout[0]._masks is None  # fit's mask prefetcher is gone
+    assert dropout[0]._rng.bit_generator.state == cpu_model.layers[9]._rng.bit_generator.state
+
+
+def shared_dropout_net(seed=0):
+    """Two dropout layers drawing from one generator (as in :func:`cnn.convnet`), so the
+    order of their draws decides every mask."""
+    rng = np.random.default_rng(seed)
+    return cnn.Sequential([cnn.Dense(6, 7, dtype="float64", rng=rng), cnn.ReLU(),
+                           cnn.Dropout(0.3, rng=rng), cnn.Dense(7, 5, dtype="float64", rng=rng),
+                           cnn.Dropout(0.6, rng=rng), cnn.Dense(5, 3, dtype="float64", rng=rng)])
+
+
+@needs_cuda
+def test_cuda_fit_draws_the_next_masks_ahead_as_the_cpu_draws_them(monkeypatch):
+    """fit on the GPU draws each step's dropout masks during the step before (a worker
+    thread), from the generator the two layers share, in the order the CPU draws them:
+    over epochs of batches of 3, 3 and 2, with validation in between, the weights, the
+    optimizer state and the generator's state end equal to the CPU's.  The masks of
+    every step but the first come from the worker; what it drew ahead for a batch of
+    another size is put back and drawn again."""
+    from filtkit.cnn import layers
+
+    X, y = _dense_data(seed=11)
+    cpu_model, gpu_model = shared_dropout_net(), shared_dropout_net().to("cuda")
+    runs = {}
+    for model in (cpu_model, gpu_model):
+        model.fit(X, y, epochs=3, batch_size=3, seed=2, progress=False,
+                  validation_data=(X[:4], y[:4]), optimizer=make_optimizer("adam", model))
+    taken, take = [], layers.MaskPrefetch.take
+
+    def counted_take(self, layer, shape, rdtype):
+        ahead = self._taken < len(self._ready)
+        mask = take(self, layer, shape, rdtype)
+        taken.append(ahead and self._taken > 0 and self._ready[self._taken - 1][4] is mask)
+        return mask
+
+    monkeypatch.setattr(layers.MaskPrefetch, "take", counted_take)
+    for model in (cpu_model, gpu_model):
+        runs[model.device] = model.fit(X, y, epochs=2, batch_size=3, seed=5, progress=False)
+    monkeypatch.undo()
+    assert runs["cuda"]["accuracy"] == runs["cpu"]["accuracy"]
+    assert_same_training_state(gpu_model, cpu_model, "after five epochs")
+    generator = gpu_model.layers[2]._rng.bit_generator
+    assert generator.state == cpu_model.layers[2]._rng.bit_generator.state
+    # 2 epochs x 3 steps (3, 3, 2 samples) x 2 masks, drawn ahead for the second step
+    # of each epoch: the first has none (a new fit) or those for a batch of 2 (put back
+    # and drawn again), the third gets those for a batch of 3 (the same)
+    assert taken == [False, False, True, True, False, False] * 2
 
 
 def count_launches(monkeypatch):
