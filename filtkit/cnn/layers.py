@@ -19,6 +19,7 @@ of the same backend functions.  Layers without parameters run wherever their
 input lives.
 """
 
+import concurrent.futures
 import math
 import numbers
 
@@ -576,8 +577,6 @@ class MaskPrefetch:
         """After a forward pass: its masks drawn again, for the next one, by the worker."""
         self._put_back()
         if self._asked:
-            import concurrent.futures
-
             if self._worker is None:
                 self._worker = concurrent.futures.ThreadPoolExecutor(1)
             self._pending = self._worker.submit(self._draw_all, list(self._asked))

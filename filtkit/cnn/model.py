@@ -522,7 +522,9 @@ class Sequential(Layer):
         next step are drawn while this one is queued, by a worker thread.
         """
         self.zero_grad()
-        arena = None if arenas is None else arenas.setdefault(len(yb), F.arena())
+        arena = None if arenas is None else arenas.get(len(yb))
+        if arenas is not None and arena is None:
+            arena = arenas[len(yb)] = F.arena()
         with F.reusing(arena):
             if masks is not None:
                 masks.begin()
