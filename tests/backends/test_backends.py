@@ -707,7 +707,7 @@ def cublas(monkeypatch):
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 @pytest.mark.parametrize("m,k,n,trans_a,trans_b", MATMUL_CASES)
-def test_matmul_on_cublas(rng, cublas, dtype, m, k, n, trans_a, trans_b):
+def test_cuda_matmul_on_cublas(rng, cublas, dtype, m, k, n, trans_a, trans_b):
     test_matmul(rng, BACKENDS["cuda"], dtype, m, k, n, trans_a, trans_b)
     assert cublas.calls == 2  # one GEMM each, the accumulating one included
 
@@ -716,7 +716,7 @@ def test_matmul_on_cublas(rng, cublas, dtype, m, k, n, trans_a, trans_b):
 @pytest.mark.parametrize("shared", ["a", "b", None])
 @pytest.mark.parametrize("trans_a,trans_b", [(False, False), (True, False), (False, True),
                                              (True, True)])
-def test_batched_matmul_on_cublas(rng, cublas, monkeypatch, dtype, shared, trans_a, trans_b):
+def test_cuda_batched_matmul_on_cublas(rng, cublas, monkeypatch, dtype, shared, trans_a, trans_b):
     """Five products, ``a`` or ``b`` one matrix for all of them (``shared``), in
     cuBLAS calls of at most two (GEMM_BATCH lowered): against numpy's matmul."""
     from filtkit.backends import cuda as cuda_backend
@@ -738,7 +738,7 @@ def test_batched_matmul_on_cublas(rng, cublas, monkeypatch, dtype, shared, trans
 
 
 @pytest.mark.parametrize("case", [CONV_CASES[1], CONV_CASES[3]])
-def test_conv_layers_on_cublas(rng, cublas, case):
+def test_cuda_conv_layers_on_cublas(rng, cublas, case):
     """The convolution layers' three GEMMs (forward, input and weight gradients) on the
     cuBLAS path: the same test bodies as above."""
     cu = BACKENDS["cuda"]
