@@ -402,12 +402,12 @@ class Sequential(Layer):
             self.input_shape = X.shape[1:]
         if validation_data is not None:
             validation_data = (Xv, yv)
-        with single_threaded_blas():
-            return self._fit_loop(X, y, epochs, batch_size, loss, optimizer, validation_data,
-                                  shuffle, rng, augment, scheduler, progress)
+        with single_threaded_blas(), self._training_steps() as step:
+            return self._fit_loop(step, X, y, epochs, batch_size, loss, optimizer,
+                                  validation_data, shuffle, rng, augment, scheduler, progress)
 
-    def _fit_loop(self, X, y, epochs, batch_size, loss, optimizer, validation_data, shuffle,
-                  rng, augment, scheduler, progress):
+    def _fit_loop(self, step, X, y, epochs, batch_size, loss, optimizer, validation_data,
+                  shuffle, rng, augment, scheduler, progress):
         from tqdm.auto import tqdm
 
         history = {"loss": [], "accuracy": []}
@@ -418,44 +418,42 @@ class Sequential(Layer):
         n_batches = -(-n // batch_size)
         params = self.parameters()
         snaps = [None, None]  # (weights, optimizer state) before the last updates, newest first
-        with self._training_steps() as step:
-            for epoch in range(epochs):
-                self.train()
-                order = rng.permutation(n) if shuffle else np.arange(n)
-                total_loss, correct, seen = 0.0, 0, 0
-                bar = tqdm(total=n, desc=f"epoch {epoch + 1}/{epochs}", unit="img",
-                           disable=not progress, leave=True)
-                try:
-                    for b in range(n_batches):
-                        idx = order[b * batch_size:(b + 1) * batch_size]
-                        xb, yb = X[idx], y[idx]
-                        if augment is not None:
-                            xb = np.ascontiguousarray(augment(xb, rng), dtype=self.dtype)
-                        value, hits, what = step(xb, yb, loss, optimizer, params, snaps)
-                        if what is not None:
-                            raise DivergenceError(
-                                f"training diverged at epoch {epoch + 1}, batch {b + 1}: "
-                                f"{what} is NaN or infinite; kept the weights of the last "
-                                f"step with a finite loss (try a smaller `lr`)", history)
-                        total_loss += value * len(idx)
-                        correct += hits
-                        seen += len(idx)
-                        bar.update(len(idx))
-                        bar.set_postfix(loss=f"{total_loss / seen:.4f}",
-                                        acc=f"{correct / seen:.4f}", refresh=False)
-                    if scheduler is not None:
-                        scheduler.step()
-                    history["loss"].append(total_loss / seen)
-                    history["accuracy"].append(correct / seen)
-                    if validation_data is not None:
-                        res = self.evaluate(Xv, yv, loss=loss)
-                        history["val_loss"].append(res["loss"])
-                        history["val_accuracy"].append(res["accuracy"])
-                        bar.set_postfix(loss=f"{total_loss / seen:.4f}",
-                                        acc=f"{correct / seen:.4f}",
-                                        val_acc=f"{res['accuracy']:.4f}")
-                finally:
-                    bar.close()
+        for epoch in range(epochs):
+            self.train()
+            order = rng.permutation(n) if shuffle else np.arange(n)
+            total_loss, correct, seen = 0.0, 0, 0
+            bar = tqdm(total=n, desc=f"epoch {epoch + 1}/{epochs}", unit="img",
+                       disable=not progress, leave=True)
+            try:
+                for b in range(n_batches):
+                    idx = order[b * batch_size:(b + 1) * batch_size]
+                    xb, yb = X[idx], y[idx]
+                    if augment is not None:
+                        xb = np.ascontiguousarray(augment(xb, rng), dtype=self.dtype)
+                    value, hits, what = step(xb, yb, loss, optimizer, params, snaps)
+                    if what is not None:
+                        raise DivergenceError(
+                            f"training diverged at epoch {epoch + 1}, batch {b + 1}: {what} "
+                            f"is NaN or infinite; kept the weights of the last step with a "
+                            f"finite loss (try a smaller `lr`)", history)
+                    total_loss += value * len(idx)
+                    correct += hits
+                    seen += len(idx)
+                    bar.update(len(idx))
+                    bar.set_postfix(loss=f"{total_loss / seen:.4f}",
+                                    acc=f"{correct / seen:.4f}", refresh=False)
+                if scheduler is not None:
+                    scheduler.step()
+                history["loss"].append(total_loss / seen)
+                history["accuracy"].append(correct / seen)
+                if validation_data is not None:
+                    res = self.evaluate(Xv, yv, loss=loss)
+                    history["val_loss"].append(res["loss"])
+                    history["val_accuracy"].append(res["accuracy"])
+                    bar.set_postfix(loss=f"{total_loss / seen:.4f}", acc=f"{correct / seen:.4f}",
+                                    val_acc=f"{res['accuracy']:.4f}")
+            finally:
+                bar.close()
         self.eval()
         return history
 
