@@ -500,7 +500,7 @@ class Dropout(Layer):
         self._keep = None
         self._dtype = None
         self._shape = None
-        self._masks = None  # a MaskPrefetch while fit trains on the GPU
+        self._masks = None  # a _MaskPrefetch while fit trains on the GPU
 
     def forward(self, x):
         x = self._float_input(x)
@@ -536,7 +536,7 @@ class Dropout(Layer):
         return f"p={self.p}"
 
 
-class MaskPrefetch:
+class _MaskPrefetch:
     """Dropout masks of fit's next GPU step, drawn by a worker thread while the host
     queues the rest of this one (numpy's generators release the GIL as they fill).
 

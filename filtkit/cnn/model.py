@@ -34,11 +34,11 @@ from .layers import (
     Dropout,
     Flatten,
     Layer,
-    MaskPrefetch,
     MaxPool2D,
     ReLU,
     Sigmoid,
     Tanh,
+    _MaskPrefetch,
 )
 
 FORMAT = "filtkit.cnn.Sequential/1"
@@ -461,13 +461,13 @@ class Sequential(Layer):
     def _training_steps(self):
         """fit's training step for the model's device.  On the GPU the steps of one fit
         share an arena per batch size (their temporaries, :meth:`_step_cuda`) and a
-        :class:`MaskPrefetch`, which draws each step's dropout masks during the step
+        :class:`_MaskPrefetch`, which draws each step's dropout masks during the step
         before; it puts back what it drew ahead when fit ends, however it ends."""
         if self.device != "cuda":
             yield self._step
             return
         dropouts = [layer for layer in self._plan() if isinstance(layer, Dropout)]
-        masks = MaskPrefetch() if dropouts else None
+        masks = _MaskPrefetch() if dropouts else None
         for layer in dropouts:
             layer._masks = masks
         try:
@@ -516,7 +516,7 @@ class Sequential(Layer):
         the convolutions' work arrays) are then the same device arrays at every step
         of one batch size, none allocated after the first.  Nothing of them is read
         after the step: the host waits for each step's results before the next.
-        ``masks`` (:class:`~filtkit.cnn.layers.MaskPrefetch`): the dropout masks of the
+        ``masks`` (:class:`~filtkit.cnn.layers._MaskPrefetch`): the dropout masks of the
         next step are drawn while this one is queued, by a worker thread.
         """
         self.zero_grad()

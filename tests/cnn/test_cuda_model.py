@@ -319,7 +319,7 @@ def test_cuda_fit_draws_the_next_masks_ahead_as_the_cpu_draws_them(monkeypatch):
     for model in (cpu_model, gpu_model):
         model.fit(X, y, epochs=3, batch_size=3, seed=2, progress=False,
                   validation_data=(X[:4], y[:4]), optimizer=make_optimizer("adam", model))
-    taken, take = [], layers.MaskPrefetch.take
+    taken, take = [], layers._MaskPrefetch.take
 
     def counted_take(self, layer, shape, rdtype):
         ahead = self._taken < len(self._ready)
@@ -327,7 +327,7 @@ def test_cuda_fit_draws_the_next_masks_ahead_as_the_cpu_draws_them(monkeypatch):
         taken.append(ahead and self._taken > 0 and self._ready[self._taken - 1][4] is mask)
         return mask
 
-    monkeypatch.setattr(layers.MaskPrefetch, "take", counted_take)
+    monkeypatch.setattr(layers._MaskPrefetch, "take", counted_take)
     for model in (cpu_model, gpu_model):
         runs[model.device] = model.fit(X, y, epochs=2, batch_size=3, seed=5, progress=False)
     monkeypatch.undo()
