@@ -1065,29 +1065,57 @@ def _col_slices(nb, per_sample):
     return [(s, min(nb, s + step)) for s in range(0, nb, step)]
 
 
+#: elements of one row of columns each thread of :func:`_im2col` writes
+IM2COL_PER_THREAD = 4
+
+
 @_kernel
-def _im2col_kernel(x, cols, s0, s1, p0, p1, d0, d1, kh, kw, wo):
+def _im2col_kernel(x, cols, s0, s1, p0, p1, d0, d1, kh, kw, wo, di, dj):
     """cols[n, (c*kh + m)*kw + k, i*wo + j] = x[n, c, i*s0 + m*d0 - p0, j*s1 + k*d1 - p1],
-    zero outside ``x``: one thread per element, consecutive threads along a row."""
-    t, row, n = cuda.grid(3)
-    if n >= cols.shape[0] or row >= cols.shape[1] or t >= cols.shape[2]:
+    zero outside ``x``: each thread IM2COL_PER_THREAD elements of one row, a block's
+    width apart (consecutive threads along the row).  ``(di, dj) = divmod(block width,
+    wo)``: each next (i, j) follows by additions, so a thread divides four times for
+    all its elements (each 64-bit division is a routine of tens of instructions)."""
+    nt = cuda.blockDim.x
+    row = cuda.blockIdx.y
+    n = cuda.blockIdx.z
+    t = cuda.blockIdx.x * nt * IM2COL_PER_THREAD + cuda.threadIdx.x
+    hw = cols.shape[2]
+    if t >= hw:
         return
     k = row % kw
-    m = (row // kw) % kh
-    c = row // (kw * kh)
+    c = row // kw
+    m = c % kh
+    c = c // kh
     i = t // wo
     j = t - i * wo
-    r = i * s0 + m * d0 - p0
-    q = j * s1 + k * d1 - p1
-    inside = 0 <= r < x.shape[2] and 0 <= q < x.shape[3]
-    cols[n, row, t] = x[n, c, r, q] if inside else cols.dtype.type(0)
+    r0 = m * d0 - p0
+    q0 = k * d1 - p1
+    h, wdt = x.shape[2], x.shape[3]
+    zero = cols.dtype.type(0)
+    plane = x[n, c]  # views taken once, indexed with unsigned (never negative) indices
+    line = cols[n, row]
+    for _ in range(IM2COL_PER_THREAD):
+        if t < hw:
+            r = i * s0 + r0
+            q = j * s1 + q0
+            line[uint64(t)] = (plane[uint64(r), uint64(q)] if 0 <= r < h and 0 <= q < wdt
+                               else zero)
+        t += nt
+        i += di
+        j += dj
+        if j >= wo:
+            j -= wo
+            i += 1
 
 
 def _im2col(x, cols, s0, s1, p0, p1, d0, d1, kh, kw, wo):
     nb, nk, hw = cols.shape
-    (blocks,), (threads,) = _grid1(hw)
+    (_,), (threads,) = _grid1(hw)
+    blocks = max(1, math.ceil(hw / (threads * IM2COL_PER_THREAD)))
+    di, dj = divmod(threads, wo)
     _im2col_kernel[(blocks, nk, nb), (threads, 1, 1)](x, cols, s0, s1, p0, p1, d0, d1, kh,
-                                                       kw, wo)
+                                                       kw, wo, di, dj)
 
 
 @_kernel
@@ -1229,60 +1257,102 @@ def _conv2d_grad_weight_kernel(x, dy, dw, s0, s1, p0, p1, d0, d1, accumulate):
     dw[o, c, m, k] = dw[o, c, m, k] + acc if accumulate else acc
 
 
-@_kernel
-def _sum_batch_kernel(part, out, accumulate):
-    """out[i, j] (+)= sum_n part[n, i, j], in order of n: one thread per element."""
-    j, i = cuda.grid(2)
-    if i >= out.shape[0] or j >= out.shape[1]:
-        return
-    acc = out.dtype.type(0)
-    for n in range(part.shape[0]):
-        acc += part[n, i, j]
-    out[i, j] = out[i, j] + acc if accumulate else acc
+REDUCE_THREADS = 256  # threads of a reduction's block (a power of two)
 
 
-REDUCE_THREADS = 256
-
-
-def _make_bias_grad(dtype):
-    """The bias-gradient kernel for one dtype: one block per output channel."""
+def _make_reductions(dtype):
+    """The two reduction kernels for one dtype (their shared arrays' dtype is fixed at
+    compile time), each a sum split among a block's threads and finished by a tree in
+    shared memory: a fixed order, so the same result every run, and no thread
+    walks a long sum alone (each step of such a walk waits on a load: a few hundred
+    of them leave the GPU mostly idle).  A thread past the end adds nothing but
+    takes part in the tree (no thread leaves before a barrier)."""
 
     @_kernel
-    def kernel(dy, db, accumulate):
-        # db[o] = sum over n and the plane of dy[n, o]: each thread a strided partial
-        # sum, then a tree in shared memory (a fixed order: the same result every run)
+    def columns(a, out, accumulate):
+        # out[j] (+)= sum_i a[i, j]: a block of (tx, ty) threads has tx columns, the
+        # rows split among ty (threadIdx.y, then every ty-th), reading consecutive
+        # columns (coalesced); then a tree over threadIdx.y
         sm = cuda.shared.array(REDUCE_THREADS, dtype)
-        o = cuda.blockIdx.x
-        t = cuda.threadIdx.x
-        nt = cuda.blockDim.x  # a power of two
-        acc = db.dtype.type(0)
-        for n in range(dy.shape[0]):
-            for p in range(t, dy.shape[2], nt):
-                acc += dy[n, o, p]
-        sm[t] = acc
+        tx, ty = cuda.threadIdx.x, cuda.threadIdx.y
+        nx, ny = cuda.blockDim.x, cuda.blockDim.y
+        j = cuda.blockIdx.x * nx + tx
+        acc = out.dtype.type(0)
+        if j < a.shape[1]:
+            for i in range(ty, a.shape[0], ny):
+                acc += a[i, j]
+        sm[ty * nx + tx] = acc
         cuda.syncthreads()
-        half = nt // 2
+        half = ny // 2
         while half > 0:
-            if t < half:
-                sm[t] += sm[t + half]
+            if ty < half:
+                sm[ty * nx + tx] += sm[(ty + half) * nx + tx]
             cuda.syncthreads()
             half //= 2
-        if t == 0:
-            db[o] = db[o] + sm[0] if accumulate else sm[0]
+        if ty == 0 and j < a.shape[1]:
+            out[j] = out[j] + sm[tx] if accumulate else sm[tx]
 
-    return kernel
+    @_kernel
+    def rows(a, out):
+        # out[i] = sum_j a[i, j]: a block of (32, ty) threads has ty rows, each row's
+        # values split among 32 threads (threadIdx.x, then every 32nd: coalesced);
+        # then a tree over threadIdx.x
+        sm = cuda.shared.array(REDUCE_THREADS, dtype)
+        tx, ty = cuda.threadIdx.x, cuda.threadIdx.y
+        nx = cuda.blockDim.x
+        i = cuda.blockIdx.x * cuda.blockDim.y + ty
+        acc = out.dtype.type(0)
+        if i < a.shape[0]:
+            for j in range(tx, a.shape[1], nx):
+                acc += a[i, j]
+        sm[ty * nx + tx] = acc
+        cuda.syncthreads()
+        half = nx // 2
+        while half > 0:
+            if tx < half:
+                sm[ty * nx + tx] += sm[ty * nx + tx + half]
+            cuda.syncthreads()
+            half //= 2
+        if tx == 0 and i < a.shape[0]:
+            out[i] = sm[ty * nx]
+
+    return columns, rows
 
 
-_BIAS_GRAD = {}
+_REDUCTIONS = {}
+
+
+def _reductions(dtype):
+    dtype = np.dtype(dtype)
+    if dtype not in _REDUCTIONS:
+        _REDUCTIONS[dtype] = _make_reductions(numba_dtype(dtype))
+    return _REDUCTIONS[dtype]
+
+
+def _column_sums(a, out, accumulate):
+    """``out[j] (+)= sum_i a[i, j]`` for a 2-D ``a`` (:func:`_make_reductions`): up to
+    32 columns a block, the rows split among the rest of its REDUCE_THREADS."""
+    n = a.shape[1]
+    nx = min(32, 1 << max(0, (n - 1).bit_length()))
+    _reductions(out.dtype)[0][max(1, math.ceil(n / nx)), (nx, REDUCE_THREADS // nx)](
+        a, out, accumulate)
+
+
+def _row_sums(a, out):
+    """``out[i] = sum_j a[i, j]`` for a 2-D ``a`` (:func:`_make_reductions`): each row
+    summed by 32 threads, REDUCE_THREADS // 32 rows a block."""
+    ny = REDUCE_THREADS // 32
+    _reductions(out.dtype)[1][max(1, math.ceil(a.shape[0] / ny)), (32, ny)](a, out)
 
 
 def conv2d_grad_weight(x, dy, dw, db, s0, s1, p0, p1, d0, d1, nchunks, accumulate):
     """Gradients of :func:`conv2d` for ``w`` and ``b`` (see the CPU twin; ``nchunks``
     is accepted for the same signature).  As on the CPU, ``dy[n] cols[n]^T`` per
-    sample (one batched GEMM), the per-sample products then summed in order of the
-    batch by one thread per weight; the bias gradient is a block reduction per
-    channel; with ``accumulate`` each adds its sum to what ``dw`` and ``db`` hold.
-    Nothing is accumulated by several threads into one value."""
+    sample (one batched GEMM), the per-sample products then summed over the batch
+    (:func:`_column_sums`); the bias gradient sums each sample's channel planes
+    (:func:`_row_sums`), then those over the batch; with ``accumulate`` each adds
+    its sum to what ``dw`` and ``db`` hold.  Nothing is accumulated by several
+    threads into one value."""
     nb, no, ho, wo = dy.shape
     nc, kh, kw = dw.shape[1], dw.shape[2], dw.shape[3]
     nk, hw = nc * kh * kw, ho * wo
@@ -1299,13 +1369,11 @@ def conv2d_grad_weight(x, dy, dw, db, s0, s1, p0, p1, d0, d1, nchunks, accumulat
             _im2col(_rows(x, a, e), cols, s0, s1, p0, p1, d0, d1, kh, kw, wo)
             part = device_empty((e - a, no, nk), dw.dtype)
             batched_matmul(_rows(dy3, a, e), cols, part, False, True, False)
-            blocks, threads = _grid3(1, no, nk)
-            _sum_batch_kernel[blocks[:2], threads[:2]](part, dw2, accumulate or a > 0)
-    dtype = np.dtype(db.dtype)
-    if dtype not in _BIAS_GRAD:
-        _BIAS_GRAD[dtype] = _make_bias_grad(numba_dtype(dtype))
-    threads = min(REDUCE_THREADS, 1 << max(5, (hw - 1).bit_length()))  # no idle warps
-    _BIAS_GRAD[dtype][no, threads](dy3, db, accumulate)
+            _column_sums(reshaped(part, (e - a, no * nk)), reshaped(dw2, (no * nk,)),
+                         accumulate or a > 0)
+    planes = device_empty((nb, no), db.dtype)  # each sample's sum of each channel
+    _row_sums(reshaped(dy3, (nb * no, hw)), reshaped(planes, (nb * no,)))
+    _column_sums(planes, db, accumulate)
 
 
 # -- element-wise ----------------------------------------------------------------------------
@@ -1564,21 +1632,10 @@ def add_row_vector(out, v):
     _add_row_vector_kernel[blocks, threads](out, v)
 
 
-@_kernel
-def _add_column_sums_kernel(a, out):
-    j = cuda.grid(1)
-    if j < out.shape[0]:
-        acc = out.dtype.type(0)
-        for i in range(a.shape[0]):
-            acc += a[i, j]
-        out[j] += acc
-
-
 def add_column_sums(a, out):
-    """``out[j] += sum_i a[i, j]`` (see the CPU twin): one thread per column, its own
-    sum over the rows (a batch), so nothing needs atomics."""
-    blocks, threads = _grid1(out.shape[0])
-    _add_column_sums_kernel[blocks, threads](a, out)
+    """``out[j] += sum_i a[i, j]`` (see the CPU twin): :func:`_column_sums`, each
+    column's rows split among a block's threads, so nothing needs atomics."""
+    _column_sums(a, out, True)
 
 
 # -- element-wise helpers of the layers, losses and optimizers ------------------------------
@@ -1623,20 +1680,10 @@ def fill(out, value):
     _fill_kernel[blocks, threads](out, out.dtype.type(value))
 
 
-@_kernel
-def _total_kernel(x, out):
-    if cuda.grid(1) == 0:
-        acc = out.dtype.type(0)
-        for i in range(x.shape[0]):
-            acc += x[i]
-        out[0] = acc
-
-
 def total(x, out):
-    """``out[0] = sum(x)`` (see the CPU twin): one thread, in order, for the per-sample
-    losses of a batch (a few hundred values), so the result does not depend on
-    scheduling."""
-    _total_kernel[1, 1](x, out)
+    """``out[0] = sum(x)`` (see the CPU twin): :func:`_column_sums` of ``x`` as one
+    column, so the result does not depend on scheduling."""
+    _column_sums(reshaped(x, (x.shape[0], 1)), out, False)
 
 
 @_kernel

@@ -283,6 +283,22 @@ def test_cuda_conv_layers_beyond_the_columns_limit(rng, monkeypatch, per_slice):
         test_conv2d_grad_weight(rng, cu, np.float64, case, accumulate)
 
 
+@pytest.mark.skipif("cuda" not in BACKENDS, reason="no GPU and no CUDA simulator")
+@pytest.mark.parametrize("case", [
+    (1, 2, 2, 23, 21, (3, 3), (1, 1), (0, 0), (1, 1)),  # 21 x 19 outputs a plane
+    (2, 1, 2, 30, 29, (3, 2), (1, 1), (1, 0), (1, 2)),  # 30 x 27, padding and dilation
+])
+def test_cuda_conv_layers_on_planes_longer_than_a_block(rng, case):
+    """The GPU's im2col writes several elements of a row of columns a thread, each
+    next position found by additions: planes of more outputs than a block has
+    threads (256), so that each thread writes two or more.  The same test bodies."""
+    cu = BACKENDS["cuda"]
+    for test in (test_conv2d, test_conv2d_grad_input):
+        test(rng, cu, np.float64, case)
+    for accumulate in (False, True):
+        test_conv2d_grad_weight(rng, cu, np.float64, case, accumulate)
+
+
 #: ((k0, k1), (s0, s1), (p0, p1)): padding at most k // 2, mostly overlapping windows
 POOL_CASES = [
     ((2, 2), (2, 2), (0, 0)),
@@ -812,6 +828,22 @@ def test_total_count_nonfinite_argmax(rng, backend, dtype):
     backend.argmax_rows(z, got)
     np.testing.assert_array_equal(got, np.argmax(z, axis=1))
     assert got[4] == 2 and got[7] == 0
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("shape", [(1, 1), (300, 1), (70, 5), (40, 70)])
+def test_sums_of_many_rows(rng, backend, dtype, shape):
+    """The column sums and the total with more rows than a GPU block has threads for
+    them (each thread several), and more columns than one block takes."""
+    a = rng.standard_normal(shape).astype(dtype)
+    acc = rng.standard_normal(shape[1]).astype(dtype)
+    want = acc.astype(np.float64) + a.astype(np.float64).sum(axis=0)
+    backend.add_column_sums(a, acc)
+    _assert_close(acc, want, dtype)
+    x = np.ascontiguousarray(a.ravel())
+    out = np.full(1, np.nan, dtype=dtype)
+    backend.total(x, out)
+    _assert_close(out, [x.astype(np.float64).sum()], dtype)
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])

@@ -1,4 +1,5 @@
-"""The generated CUDA filtering kernels compile for a real GPU (sm_90: H100, H200).
+"""The generated CUDA filtering kernels and the reductions compile for a real GPU (sm_90:
+H100, H200).
 
 The CUDA twins' tests run on Numba's CUDA simulator, which runs a kernel as
 Python: it never types or compiles one, so a kernel numba's CUDA target cannot
@@ -96,3 +97,34 @@ def test_separable_passes_compile(compile_ptx, dtype, kind, unit):
     if unit:  # each tap's PASS_ROWS reads: one address, the others at constant offsets
         step = (cb.PASS_TY * 32 if kind == "column" else 32) * np.dtype(dtype).itemsize
         assert {r * step for r in range(1, cb.PASS_ROWS)} <= {off for _, off in reads}
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_reductions_compile(compile_ptx, dtype):
+    """The sums of the layers' gradients and of the loss (a shared array of the
+    dtype, a tree over it between barriers)."""
+    from numba import boolean
+
+    from filtkit.backends import cuda as cb
+
+    _, a2, a1, _, _ = _types(dtype)
+    columns, rows = cb._make_reductions(cb.numba_dtype(np.dtype(dtype)))
+    for kernel, sig in ((columns, (a2, a1, boolean)), (rows, (a2, a1))):
+        fn = getattr(kernel, "dispatcher", kernel).py_func
+        ptx, _ = compile_ptx(fn, sig, cc=SM_90)
+        assert ".entry" in ptx and "bar.sync" in ptx and "st.shared" in ptx
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_im2col_compiles(compile_ptx, dtype):
+    """im2col's views and unsigned indices (each thread several elements of a row)."""
+    from numba import from_dtype
+
+    from filtkit.backends import cuda as cb
+
+    a3, _, _, i64, _ = _types(dtype)
+    a4 = from_dtype(np.dtype(dtype))[:, :, :, ::1]
+    fn = getattr(cb._im2col_kernel, "dispatcher", cb._im2col_kernel).py_func
+    # (x, cols, s0, s1, p0, p1, d0, d1, kh, kw, wo, di, dj)
+    ptx, _ = compile_ptx(fn, (a4, a3) + (i64,) * 11, cc=SM_90)
+    assert ".entry" in ptx and ptx.count("st.global") >= cb.IM2COL_PER_THREAD
