@@ -39,7 +39,11 @@ def as_device_array(x):
     array itself is returned as it is (a new view costs more than many kernels:
     0.15 ms each in a profile of a training step on the H200), unless it is
     C-contiguous with another stride on a length-1 axis (``x[None]``): numba counts
-    that as not contiguous and cannot reshape it, so it gets a view with C strides."""
+    that as not contiguous and cannot reshape it, so it gets a view with C strides.
+    A numba array returned as it is remembers that (the layers check the same
+    arrays, parameters and an arena's temporaries, every step)."""
+    if getattr(x, "_filtkit_as_is", False):
+        return x
     from numba import cuda
 
     if type(x).__name__ != "FakeCUDAArray":  # else the simulator's own array
@@ -51,7 +55,11 @@ def as_device_array(x):
     strides = c_strides(shape, np.dtype(x.dtype).itemsize)
     if tuple(x.strides) == strides or any(
             n > 1 and s != c for n, s, c in zip(shape, x.strides, strides)):
-        return x  # C strides already, or not C-contiguous at all (refused by the caller)
+        try:  # C strides already, or not C-contiguous at all (refused by the caller)
+            x._filtkit_as_is = True
+        except AttributeError:  # pragma: no cover - an array type without attributes
+            pass
+        return x
     if type(x).__name__ == "FakeCUDAArray":
         return type(x)(np.lib.stride_tricks.as_strided(x._ary, shape, strides))
     return DeviceNDArray(shape, strides, x.dtype, stream=x.stream, gpu_data=x.gpu_data)
@@ -93,6 +101,9 @@ def cuda_backend():
     Importing filtkit never needs CUDA: this is only called when a GPU array
     arrives or ``device="cuda"`` is asked for.
     """
+    global _cuda_module
+    if _cuda_module is not None:
+        return _cuda_module
     try:
         from numba import cuda
     except ImportError as exc:  # pragma: no cover - numba-cuda missing
@@ -104,7 +115,11 @@ def cuda_backend():
                            "Numba's simulator, NUMBA_ENABLE_CUDASIM=1); none was found")
     from . import cuda as cuda_module
 
+    _cuda_module = cuda_module  # found once: each array's operation asks again
     return cuda_module
+
+
+_cuda_module = None
 
 
 def num_threads():

@@ -178,17 +178,33 @@ def _as_is(value):
 
 def _params(args, converters):
     """The kernel parameters of ``args`` as numba passes them, or None for an array
-    without C strides."""
+    without C strides.  An array keeps its own parameters (its address, shape and
+    strides never change): a training step passes the same arrays every time."""
     params = []
     for a, convert in zip(args, converters):
         if convert is None:
-            shape, strides, itemsize = a.shape, a.strides, a.dtype.itemsize
-            if strides != c_strides(shape, itemsize):
+            held = getattr(a, "_filtkit_params", None)
+            if held is None:
+                held = _array_params(a)
+                try:
+                    a._filtkit_params = held
+                except AttributeError:  # pragma: no cover - an array without attributes
+                    pass
+            if not held:
                 return None
-            params += (0, 0, a.size, itemsize, a.device_ctypes_pointer.value, *shape, *strides)
+            params += held
         else:
             params.append(convert(a))
     return params
+
+
+def _array_params(a):
+    """The parameters of the device array ``a`` (:func:`_params`), or () without C
+    strides."""
+    shape, strides, itemsize = a.shape, a.strides, a.dtype.itemsize
+    if strides != c_strides(shape, itemsize):
+        return ()
+    return (0, 0, a.size, itemsize, a.device_ctypes_pointer.value, *shape, *strides)
 
 
 def device_empty(shape, dtype):
@@ -1153,16 +1169,24 @@ def conv2d(x, w, b, out, s0, s1, p0, p1, d0, d1):
 @cuda.jit(device=True, inline=True)
 def _output_at(r, q, m, k, s0, s1, p0, p1, d0, d1, ho, wo):
     """(i, j) of the output whose window puts tap (m, k) on input (r, q) (a whole
-    stride step inside the output), else (-1, -1)."""
+    stride step inside the output), else (-1, -1).  A unit stride divides nothing (a
+    branch every thread takes alike): each 64-bit division is a routine of tens of
+    instructions, four a tap."""
     a = r + p0 - m * d0
     e = q + p1 - k * d1
-    if a < 0 or e < 0 or a % s0 != 0 or e % s1 != 0:
+    if a < 0 or e < 0:
         return -1, -1
-    i = a // s0
-    j = e // s1
-    if i >= ho or j >= wo:
+    if s0 != 1:
+        if a % s0 != 0:
+            return -1, -1
+        a //= s0
+    if s1 != 1:
+        if e % s1 != 0:
+            return -1, -1
+        e //= s1
+    if a >= ho or e >= wo:
         return -1, -1
-    return i, j
+    return a, e
 
 
 @_kernel

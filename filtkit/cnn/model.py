@@ -534,9 +534,10 @@ class Sequential(Layer):
             total = loss._queued(out, yb)
             self._backward(loss.backward(), input_grad=False)
             F.count_nonfinite([p.grad for p in params], counts[1:2])
+            predicted = F.argmax_rows(out, download=False)
         snaps[:] = [self._snapshot(snaps[1]), snaps[0]]
         optimizer.step()
-        predicted = F.argmax_rows(out)  # the first download: the wait for the whole step
+        predicted = F.to_host(predicted)  # the first download: the wait for the whole step
         bad_logits, bad_grads = (int(c) for c in F.to_host(counts))
         total = F.to_host(total)[0]
         value = float(total / total.dtype.type(len(yb)))  # the loss's own mean, rounded as it
