@@ -1086,14 +1086,15 @@ IM2COL_PER_THREAD = 4
 
 
 @_kernel
-def _im2col_kernel(x, cols, s0, s1, p0, p1, d0, d1, kh, kw, wo, di, dj):
+def _im2col_kernel(x, cols, s0, s1, p0, p1, d0, d1, kh, kw, wo, di, dj, row0):
     """cols[n, (c*kh + m)*kw + k, i*wo + j] = x[n, c, i*s0 + m*d0 - p0, j*s1 + k*d1 - p1],
     zero outside ``x``: each thread IM2COL_PER_THREAD elements of one row, a block's
     width apart (consecutive threads along the row).  ``(di, dj) = divmod(block width,
     wo)``: each next (i, j) follows by additions, so a thread divides four times for
-    all its elements (each 64-bit division is a routine of tens of instructions)."""
+    all its elements (each 64-bit division is a routine of tens of instructions).
+    Rows from ``row0`` on, one a grid layer (gridDim.y)."""
     nt = cuda.blockDim.x
-    row = cuda.blockIdx.y
+    row = cuda.blockIdx.y + row0
     n = cuda.blockIdx.z
     t = cuda.blockIdx.x * nt * IM2COL_PER_THREAD + cuda.threadIdx.x
     hw = cols.shape[2]
@@ -1130,13 +1131,15 @@ def _im2col(x, cols, s0, s1, p0, p1, d0, d1, kh, kw, wo):
     (_,), (threads,) = _grid1(hw)
     blocks = max(1, math.ceil(hw / (threads * IM2COL_PER_THREAD)))
     di, dj = divmod(threads, wo)
-    _im2col_kernel[(blocks, nk, nb), (threads, 1, 1)](x, cols, s0, s1, p0, p1, d0, d1, kh,
-                                                       kw, wo, di, dj)
+    for r0 in range(0, nk, MAX_GRID_Z):  # gridDim.y has the limit of gridDim.z
+        _im2col_kernel[(blocks, min(MAX_GRID_Z, nk - r0), nb), (threads, 1, 1)](
+            x, cols, s0, s1, p0, p1, d0, d1, kh, kw, wo, di, dj, r0)
 
 
 @_kernel
-def _add_bias_kernel(out, b):
+def _add_bias_kernel(out, b, o0):
     t, o, n = cuda.grid(3)
+    o += o0
     if n < out.shape[0] and o < out.shape[1] and t < out.shape[2]:
         out[n, o, t] += b[o]
 
@@ -1163,7 +1166,9 @@ def conv2d(x, w, b, out, s0, s1, p0, p1, d0, d1):
         _im2col(_rows(x, a, e), cols, s0, s1, p0, p1, d0, d1, kh, kw, wo)
         batched_matmul(w2, cols, _rows(out3, a, e), False, False, False)
         (blocks,), (threads,) = _grid1(hw)
-        _add_bias_kernel[(blocks, no, e - a), (threads, 1, 1)](_rows(out3, a, e), b)
+        for o0 in range(0, no, MAX_GRID_Z):  # channels from o0 on, one a grid layer
+            _add_bias_kernel[(blocks, min(MAX_GRID_Z, no - o0), e - a), (threads, 1, 1)](
+                _rows(out3, a, e), b, o0)
 
 
 @cuda.jit(device=True, inline=True)

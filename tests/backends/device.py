@@ -80,6 +80,21 @@ def _numba_layout():
     return module.Array
 
 
+def _check_launch(kernel):
+    """A GPU refuses a launch beyond CUDA's limits, which the simulator runs: a grid of
+    more than 2**31 - 1 blocks along x or more than ``backends.cuda.MAX_GRID_Z`` (65535,
+    lowered by some tests) along y or z; blocks of more than 1024 threads or 64 along z."""
+    from filtkit.backends import cuda as cuda_backend
+
+    (gx, gy, gz), (bx, by, bz) = kernel.grid_dim, kernel.block_dim
+    if gx > 2**31 - 1 or max(gy, gz) > cuda_backend.MAX_GRID_Z:
+        raise ValueError(f"the kernel {kernel.fn.__name__} launched with grid {(gx, gy, gz)}, "
+                         f"beyond CUDA's limits")
+    if bx * by * bz > 1024 or bz > 64:
+        raise ValueError(f"the kernel {kernel.fn.__name__} launched with blocks of "
+                         f"{(bx, by, bz)} threads, beyond CUDA's limits")
+
+
 def strict_device_arrays(monkeypatch):
     """Hold the simulator's device arrays to a real GPU array's interface.
 
@@ -93,7 +108,8 @@ def strict_device_arrays(monkeypatch):
     Contiguity and reshaping follow numba's layout rules, which are stricter than
     numpy's about the strides of length-1 axes (``x[None]``), and a new device array
     holds NaN (integers: their largest value) where a GPU's holds whatever was there
-    before, so an output element no kernel writes shows.
+    before, so an output element no kernel writes shows.  Launches are held to CUDA's
+    limits on grids and blocks (:func:`_check_launch`).
     """
     if "cuda" not in BACKENDS:
         return
@@ -144,9 +160,10 @@ def strict_device_arrays(monkeypatch):
     launch = FakeCUDAKernel.__call__
 
     def launch_(self, *args):  # a numpy argument would be an implicit copy each way
-        if not isinstance(threading.current_thread(), BlockThread) and any(
-                isinstance(a, np.ndarray) and a.ndim > 0 for a in args):
-            raise TypeError(f"a host array passed to the kernel {self.fn.__name__}")
+        if not isinstance(threading.current_thread(), BlockThread):
+            if any(isinstance(a, np.ndarray) and a.ndim > 0 for a in args):
+                raise TypeError(f"a host array passed to the kernel {self.fn.__name__}")
+            _check_launch(self)
         return launch(self, *args)
 
     Layout = _numba_layout()

@@ -496,7 +496,9 @@ def test_single_threaded_blas_overlapping_blocks_restore_once():
 @pytest.mark.skipif("cuda" not in BACKENDS, reason="no GPU and no CUDA simulator")
 def test_cuda_batches_beyond_the_grid_limit_launch_in_slices(rng, monkeypatch):
     """More planes than CUDA's gridDim.z limit: the twins launch over slices of the
-    batch (the limit lowered to 2 here, so 5 planes take three launches)."""
+    batch (the limit lowered to 2 here, so 5 planes take three launches); and more
+    rows of columns (im2col) and output channels (the bias) than gridDim.y's, the same
+    limit: slices of those.  The simulator holds every launch to the lowered limit."""
     from filtkit.backends import cuda as cuda_backend
 
     monkeypatch.setattr(cuda_backend, "MAX_GRID_Z", 2)

@@ -125,6 +125,6 @@ def test_im2col_compiles(compile_ptx, dtype):
     a3, _, _, i64, _ = _types(dtype)
     a4 = from_dtype(np.dtype(dtype))[:, :, :, ::1]
     fn = getattr(cb._im2col_kernel, "dispatcher", cb._im2col_kernel).py_func
-    # (x, cols, s0, s1, p0, p1, d0, d1, kh, kw, wo, di, dj)
-    ptx, _ = compile_ptx(fn, (a4, a3) + (i64,) * 11, cc=SM_90)
+    # (x, cols, s0, s1, p0, p1, d0, d1, kh, kw, wo, di, dj, row0)
+    ptx, _ = compile_ptx(fn, (a4, a3) + (i64,) * 12, cc=SM_90)
     assert ".entry" in ptx and ptx.count("st.global") >= cb.IM2COL_PER_THREAD
