@@ -4,13 +4,16 @@ A small network's training step on a GPU is mostly host work: for each of its
 few dozen kernels and GEMMs Python checks arguments, takes arrays and launches,
 while the GPU itself needs microseconds a kernel.  That work can be timed on any
 machine.  Here ``fit`` trains LeNet-5 and the convnet "on the GPU" with numba's
-real device-array objects and filtkit's own launch path (``_Launcher``, cuda.core's
-parameter packing included), and every call into the CUDA driver replaced by
-one that does nothing:
+real device-array objects and filtkit's own launch path (``_Launcher``, with the
+real choice between its fast path and numba's, and cuda.core's parameter packing),
+and what reaches the CUDA driver replaced by stand-ins that do nothing:
 
-- allocations hand out made-up addresses;
-- copies copy nothing (downloads give zeros);
-- launches and cuBLAS calls queue nothing.
+- allocations (CuPy's pool on a GPU machine) hand out made-up addresses;
+- copies copy nothing (downloads give zeros), numba's own checks around them
+  included;
+- launches and cuBLAS calls queue nothing; a launch that would take numba's own
+  path (a first signature, an array without C strides: about 0.3 ms each on a
+  GPU) is counted apart.
 
 Each step's operations are counted as well.
 
@@ -32,8 +35,9 @@ bound on what the host costs, not a GPU timing (``bench_gpu.py`` is that).
     python benchmarks/host_cost.py                  # lenet5 and convnet, batch 64 and 256
     python benchmarks/host_cost.py --profile convnet 256
 
-To compare with an older commit (back to f30511f), run this file from a
-checkout of it with ``PYTHONPATH`` set to the checkout.
+To compare with an older commit (back to f30511f), copy this file into a
+checkout of it and run it there (or set ``PYTHONPATH`` to the checkout); the
+filtkit measured is printed first.
 """
 
 import argparse
@@ -42,6 +46,7 @@ import cProfile
 import ctypes
 import inspect
 import itertools
+import os
 import pstats
 import statistics
 import sys
@@ -50,10 +55,11 @@ from pathlib import Path
 
 import numpy as np
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+if not os.environ.get("PYTHONPATH"):
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-COUNTS = dict.fromkeys(("launches", "GEMMs", "allocations", "uploads", "downloads",
-                        "device copies"), 0)
+COUNTS = dict.fromkeys(("launches", "numba launches", "GEMMs", "allocations", "uploads",
+                        "downloads", "device copies"), 0)
 
 
 def stub_the_driver():
@@ -122,26 +128,40 @@ def stub_the_driver():
             self.real = real
 
         def __getitem__(self, launch):
-            return lambda *args: None
+            def numba_launch(*args):
+                COUNTS["numba launches"] += 1
+
+            return numba_launch
 
         def typeof_pyval(self, a):
             return self.real.typeof_pyval(a)
 
-    def compiled(dispatcher, args):  # as _compiled: the parameters' ctypes
+    def compiled(dispatcher, args):  # as _compiled, the kernel itself aside
         from numba.core import types
 
-        converters = []
-        for t in (dispatcher.typeof_pyval(a) for a in args):
+        signature = tuple(dispatcher.typeof_pyval(a) for a in args)
+        if not cb._STREAM:
+            cb._STREAM.append(None)
+        if hasattr(cb, "_converters"):  # the real rules of the fast path
+            converters = cb._converters(signature)
+            if converters is None or any(convert is None and type(a) is not cb._DeviceNDArray
+                                         for a, convert in zip(args, converters)):
+                return None
+            return object(), converters
+        converters = []  # before cb._converters (f30511f): its rules, as _compiled had them
+        for t in signature:
             if isinstance(t, types.Array):
+                if t.layout != "C":
+                    return None
                 converters.append(None)
             elif isinstance(t, types.Integer):
                 converters.append(getattr(ctypes, f"c_{t}"))
             elif t in (types.float32, types.float64):
                 converters.append(ctypes.c_float if t == types.float32 else ctypes.c_double)
-            else:
+            elif t == types.boolean:
                 converters.append(bool)
-        if not cb._STREAM:
-            cb._STREAM.append(None)
+            else:
+                return None
         return object(), tuple(converters)
 
     def launch(stream, config, kernel, *params):
@@ -174,7 +194,6 @@ def stub_the_driver():
 
         dgemmStridedBatched = sgemmStridedBatched
 
-    cb._cupy = lambda: None
     cb._blas = lambda: (Cublas, 1)
     return cb
 
@@ -189,7 +208,8 @@ def measure(arch, batch, epochs, repeats, profile):
     y = rng.integers(0, 10, batch * nbatches)
     quiet = {"progress": False} if "progress" in inspect.signature(model.fit).parameters else {}
     optimizer = cnn.Adam(model.parameters(), lr=1e-3)
-    model.fit(X, y, epochs=1, batch_size=batch, optimizer=optimizer, **quiet)  # compiles
+    # the first launch of each signature (numba's path), and the arena's first step
+    model.fit(X, y, epochs=1, batch_size=batch, optimizer=optimizer, **quiet)
     before = dict(COUNTS)
     wall, cpu = [], []
     steps = epochs * nbatches
@@ -222,6 +242,9 @@ def main(argv=None):
     parser.add_argument("--profile", action="store_true", help="also print a cProfile")
     args = parser.parse_args(argv)
     stub_the_driver()
+    import filtkit
+
+    print(f"filtkit from {Path(filtkit.__file__).parent}\n")
     print("| network | batch | fit ms a step (wall) | main thread CPU ms | "
           + " | ".join(COUNTS) + " |")
     print("|---|---|---|---|" + "---|" * len(COUNTS))

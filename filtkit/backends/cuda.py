@@ -9,11 +9,14 @@ outputs already allocated, boundary modes as integer codes, and zero weights
 skipped wherever the CPU twin skips them (the filtering kernels, not the
 convolution layers), so NaN reaches the same outputs.
 
-The 2-D correlation runs in shared-memory tiles; the other kernels compute
-one output element per thread, with the boundary handled by the CPU's own
-index map (:func:`cpu._map_index`, compiled for the device); gradients are
-gathered per element, so no two threads ever write one value and nothing
-needs atomics (the one atomic counts non-finite values).  The GEMMs of the
+The 2-D correlation and the separable passes run in shared-memory tiles, im2col
+writes a few elements of a row a thread, and the sums (the layers' weight and
+bias gradients, the loss's total) are split among a block's threads and
+finished by a tree in shared memory; most other kernels compute one output
+element per thread, with the boundary handled by the CPU's own index map
+(:func:`cpu._map_index`, compiled for the device).  Gradients are gathered
+per element or summed in a fixed order, so no two threads ever write one
+value and nothing needs atomics (the one atomic counts non-finite values).  The GEMMs of the
 dense and convolution layers run on cuBLAS where CuPy is installed, else on a
 shared-memory tiled GEMM (:func:`batched_matmul`).  Kernels launch through
 :class:`_Launcher`: numba's launch for the first call of each argument
@@ -1081,7 +1084,8 @@ def _col_slices(nb, per_sample):
     return [(s, min(nb, s + step)) for s in range(0, nb, step)]
 
 
-#: elements of one row of columns each thread of :func:`_im2col` writes
+#: elements of one row of columns each thread of :func:`_im2col` writes (read by the
+#: host and compiled into the kernel: not to be changed once it is compiled)
 IM2COL_PER_THREAD = 4
 
 
@@ -1090,8 +1094,9 @@ def _im2col_kernel(x, cols, s0, s1, p0, p1, d0, d1, kh, kw, wo, di, dj, row0):
     """cols[n, (c*kh + m)*kw + k, i*wo + j] = x[n, c, i*s0 + m*d0 - p0, j*s1 + k*d1 - p1],
     zero outside ``x``: each thread IM2COL_PER_THREAD elements of one row, a block's
     width apart (consecutive threads along the row).  ``(di, dj) = divmod(block width,
-    wo)``: each next (i, j) follows by additions, so a thread divides four times for
-    all its elements (each 64-bit division is a routine of tens of instructions).
+    wo)``: each next (i, j) follows by additions, so a thread's five divisions and
+    remainders serve all its elements (each 64-bit one is a routine of tens of
+    instructions).
     Rows from ``row0`` on, one a grid layer (gridDim.y)."""
     nt = cuda.blockDim.x
     row = cuda.blockIdx.y + row0
@@ -1286,7 +1291,9 @@ def _conv2d_grad_weight_kernel(x, dy, dw, s0, s1, p0, p1, d0, d1, accumulate):
     dw[o, c, m, k] = dw[o, c, m, k] + acc if accumulate else acc
 
 
-REDUCE_THREADS = 256  # threads of a reduction's block (a power of two)
+#: threads of a reduction's block (a power of two; its shared array's size, compiled
+#: into the kernels: not to be changed once they are compiled)
+REDUCE_THREADS = 256
 
 
 def _make_reductions(dtype):

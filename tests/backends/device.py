@@ -81,13 +81,14 @@ def _numba_layout():
 
 
 def _check_launch(kernel):
-    """A GPU refuses a launch beyond CUDA's limits, which the simulator runs: a grid of
-    more than 2**31 - 1 blocks along x or more than ``backends.cuda.MAX_GRID_Z`` (65535,
-    lowered by some tests) along y or z; blocks of more than 1024 threads or 64 along z."""
+    """A GPU refuses a launch beyond CUDA's limits, which the simulator runs: an empty
+    grid, or one of more than 2**31 - 1 blocks along x or more than
+    ``backends.cuda.MAX_GRID_Z`` (65535, lowered by some tests) along y or z; blocks of
+    more than 1024 threads or 64 along z."""
     from filtkit.backends import cuda as cuda_backend
 
     (gx, gy, gz), (bx, by, bz) = kernel.grid_dim, kernel.block_dim
-    if gx > 2**31 - 1 or max(gy, gz) > cuda_backend.MAX_GRID_Z:
+    if min(gx, gy, gz) < 1 or gx > 2**31 - 1 or max(gy, gz) > cuda_backend.MAX_GRID_Z:
         raise ValueError(f"the kernel {kernel.fn.__name__} launched with grid {(gx, gy, gz)}, "
                          f"beyond CUDA's limits")
     if bx * by * bz > 1024 or bz > 64:

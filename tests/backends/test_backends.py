@@ -287,6 +287,7 @@ def test_cuda_conv_layers_beyond_the_columns_limit(rng, monkeypatch, per_slice):
 @pytest.mark.parametrize("case", [
     (1, 2, 2, 23, 21, (3, 3), (1, 1), (0, 0), (1, 1)),  # 21 x 19 outputs a plane
     (2, 1, 2, 30, 29, (3, 2), (1, 1), (1, 0), (1, 2)),  # 30 x 27, padding and dilation
+    (1, 1, 1, 3, 600, (1, 3), (1, 2), (0, 1), (1, 1)),  # 3 x 300, stride: rows > 256 wide
 ])
 def test_cuda_conv_layers_on_planes_longer_than_a_block(rng, case):
     """The GPU's im2col writes several elements of a row of columns a thread, each
