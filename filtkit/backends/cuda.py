@@ -1296,6 +1296,23 @@ def _conv2d_grad_weight_kernel(x, dy, dw, s0, s1, p0, p1, d0, d1, accumulate):
 REDUCE_THREADS = 256
 
 
+@cuda.jit(device=True, inline=True)
+def _tree_sum(sm, at, value, k, n, unit):
+    """The block's partial sums ``value`` stored at ``sm[at]``, then summed by a tree
+    over the ``n`` threads (a power of two) whose index ``k`` differs: each thread
+    of the first half adds the value ``half * unit`` elements on, ``half`` halving,
+    so ``sm[at]`` of the threads with ``k == 0`` ends with their sums.  Every
+    thread of the block calls it (it holds barriers)."""
+    sm[at] = value
+    cuda.syncthreads()
+    half = n // 2
+    while half > 0:
+        if k < half:
+            sm[at] += sm[at + half * unit]
+        cuda.syncthreads()
+        half //= 2
+
+
 def _make_reductions(dtype):
     """The two reduction kernels for one dtype (their shared arrays' dtype is fixed at
     compile time), each a sum split among a block's threads and finished by a tree in
@@ -1317,14 +1334,7 @@ def _make_reductions(dtype):
         if j < a.shape[1]:
             for i in range(ty, a.shape[0], ny):
                 acc += a[i, j]
-        sm[ty * nx + tx] = acc
-        cuda.syncthreads()
-        half = ny // 2
-        while half > 0:
-            if ty < half:
-                sm[ty * nx + tx] += sm[(ty + half) * nx + tx]
-            cuda.syncthreads()
-            half //= 2
+        _tree_sum(sm, ty * nx + tx, acc, ty, ny, nx)
         if ty == 0 and j < a.shape[1]:
             out[j] = out[j] + sm[tx] if accumulate else sm[tx]
 
@@ -1341,14 +1351,7 @@ def _make_reductions(dtype):
         if i < a.shape[0]:
             for j in range(tx, a.shape[1], nx):
                 acc += a[i, j]
-        sm[ty * nx + tx] = acc
-        cuda.syncthreads()
-        half = nx // 2
-        while half > 0:
-            if tx < half:
-                sm[ty * nx + tx] += sm[ty * nx + tx + half]
-            cuda.syncthreads()
-            half //= 2
+        _tree_sum(sm, ty * nx + tx, acc, tx, nx, 1)
         if tx == 0 and i < a.shape[0]:
             out[i] = sm[ty * nx]
 
