@@ -16,11 +16,12 @@ finished by a tree in shared memory; most other kernels compute one output
 element per thread, with the boundary handled by the CPU's own index map
 (:func:`cpu._map_index`, compiled for the device).  Gradients are gathered
 per element or summed in a fixed order, so no two threads ever write one
-value and nothing needs atomics (the one atomic counts non-finite values).  The GEMMs of the
-dense and convolution layers run on cuBLAS where CuPy is installed, else on a
-shared-memory tiled GEMM (:func:`batched_matmul`).  Kernels launch through
-:class:`_Launcher`: numba's launch for the first call of each argument
-signature, then the same parameters passed to ``cuda.core`` directly.
+value and nothing needs atomics (the one atomic counts non-finite values).
+The GEMMs of the dense and convolution layers run on cuBLAS where CuPy is
+installed, else on a shared-memory tiled GEMM (:func:`batched_matmul`).
+Kernels launch through :class:`_Launcher`: numba's launch for the first call
+of each argument signature, then the same parameters passed to ``cuda.core``
+directly.
 
 ``numba.cuda`` comes from the ``numba-cuda`` package (extra ``cuda``).  With
 ``NUMBA_ENABLE_CUDASIM=1`` set before it is imported, the kernels run on
@@ -1180,8 +1181,8 @@ def conv2d(x, w, b, out, s0, s1, p0, p1, d0, d1):
 def _output_at(r, q, m, k, s0, s1, p0, p1, d0, d1, ho, wo):
     """(i, j) of the output whose window puts tap (m, k) on input (r, q) (a whole
     stride step inside the output), else (-1, -1).  A unit stride divides nothing (a
-    branch every thread takes alike): each 64-bit division is a routine of tens of
-    instructions, four a tap."""
+    branch every thread takes alike); another costs a division and a remainder a
+    tap, each a 64-bit routine of tens of instructions."""
     a = r + p0 - m * d0
     e = q + p1 - k * d1
     if a < 0 or e < 0:
