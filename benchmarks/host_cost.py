@@ -34,6 +34,7 @@ bound on what the host costs, not a GPU timing (``bench_gpu.py`` is that).
 
     python benchmarks/host_cost.py                  # lenet5 and convnet, batch 64 and 256
     python benchmarks/host_cost.py --profile convnet 256
+    python benchmarks/host_cost.py --filters        # also filter calls on a device image
 
 To compare with an older commit (back to f30511f), copy this file into a
 checkout of it and run it there (or set ``PYTHONPATH`` to the checkout); the
@@ -193,6 +194,7 @@ def stub_the_driver():
         dgemmStridedBatched = sgemmStridedBatched
 
     cb._blas = lambda: (Cublas, 1)
+    stub_the_driver.backend = cb
     return cb
 
 
@@ -229,6 +231,30 @@ def measure(arch, batch, epochs, repeats, profile):
     return row
 
 
+def filter_rows(calls=200):
+    """Rows of the filters' table: the host's work per call on a 4096² float32 device
+    array (median of ``calls``) and its operations."""
+    from filtkit import signal
+
+    cb = stub_the_driver.backend
+    x = cb._allocate((4096, 4096), np.float32)
+    w = np.random.default_rng(0).standard_normal((3, 3)).astype(np.float32)
+    rows = []
+    for name, call in [("correlate 3x3", lambda: signal.correlate(x, w)),
+                       ("gaussian σ1", lambda: signal.gaussian(x, sigma=1.0)),
+                       ("sobel", lambda: signal.sobel(x))]:
+        call()  # the first launch of each signature: numba's path
+        before, times = dict(COUNTS), []
+        for _ in range(calls):
+            t = time.perf_counter()
+            call()
+            times.append(time.perf_counter() - t)
+        ops = {k: (COUNTS[k] - before[k]) / calls for k in COUNTS}
+        rows.append(f"| {name} | {statistics.median(times) * 1e6:.0f} | "
+                    + " | ".join(f"{v:g}" for v in ops.values()) + " |")
+    return rows
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("arch", nargs="?", choices=["lenet5", "convnet"])
@@ -238,6 +264,8 @@ def main(argv=None):
     parser.add_argument("--repeats", type=int, default=7,
                         help="fit calls timed, their median printed (default 7)")
     parser.add_argument("--profile", action="store_true", help="also print a cProfile")
+    parser.add_argument("--filters", action="store_true",
+                        help="also time filter calls on a 4096x4096 device array")
     args = parser.parse_args(argv)
     stub_the_driver()
     import filtkit
@@ -249,6 +277,11 @@ def main(argv=None):
     for arch in [args.arch] if args.arch else ["lenet5", "convnet"]:
         for batch in [args.batch] if args.batch else [64, 256]:
             print(measure(arch, batch, args.epochs, args.repeats, args.profile), flush=True)
+    if args.filters:
+        print("\n| filter, 4096² float32 on the device | host us a call | "
+              + " | ".join(COUNTS) + " |")
+        print("|---|---|" + "---|" * len(COUNTS))
+        print("\n".join(filter_rows()))
 
 
 if __name__ == "__main__":
