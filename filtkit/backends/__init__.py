@@ -55,10 +55,8 @@ def as_device_array(x):
     strides = c_strides(shape, np.dtype(x.dtype).itemsize)
     if tuple(x.strides) == strides or any(
             n > 1 and s != c for n, s, c in zip(shape, x.strides, strides)):
-        try:  # C strides already, or not C-contiguous at all (refused by the caller)
-            x._filtkit_as_is = True
-        except AttributeError:  # pragma: no cover - an array type without attributes
-            pass
+        # C strides already, or not C-contiguous at all (refused by the caller)
+        remember(x, "_filtkit_as_is", True)
         return x
     if type(x).__name__ == "FakeCUDAArray":
         return type(x)(np.lib.stride_tricks.as_strided(x._ary, shape, strides))
@@ -75,15 +73,22 @@ def reshaped(a, shape):
     shape = tuple(shape)
     views = getattr(a, "_filtkit_views", None)
     if views is None:
-        views = {}
-        try:
-            a._filtkit_views = views
-        except AttributeError:  # pragma: no cover - an array type without attributes
-            pass
+        views = remember(a, "_filtkit_views", {})
     view = views.get(shape)
     if view is None:
         view = views[shape] = a.reshape(shape)
     return view
+
+
+def remember(a, name, value):
+    """``value``, kept on the GPU array ``a`` as its attribute ``name`` where ``a``'s
+    type takes attributes (numba's device arrays do), so the host finds it there
+    again instead of computing it anew."""
+    try:
+        setattr(a, name, value)
+    except AttributeError:  # pragma: no cover - an array type without attributes
+        pass
+    return value
 
 
 def c_strides(shape, itemsize):

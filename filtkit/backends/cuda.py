@@ -37,7 +37,7 @@ import numpy as np
 from numba import config, cuda, uint64
 from numba.np.numpy_support import from_dtype as numba_dtype
 
-from . import c_strides, cpu, reshaped
+from . import c_strides, cpu, remember, reshaped
 
 # the scalar cores the twins share, compiled for the device from the CPU's own source
 _map_index = cuda.jit(device=True, inline=True)(cpu._map_index.py_func)
@@ -189,11 +189,7 @@ def _params(args, converters):
         if convert is None:
             held = getattr(a, "_filtkit_params", None)
             if held is None:
-                held = _array_params(a)
-                try:
-                    a._filtkit_params = held
-                except AttributeError:  # pragma: no cover - an array without attributes
-                    pass
+                held = remember(a, "_filtkit_params", _array_params(a))
             if not held:
                 return None
             params += held

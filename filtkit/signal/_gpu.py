@@ -18,7 +18,7 @@ import numpy as np
 
 from .._config import BOUNDARY_CODES
 from .._validate import as_float, check_array, check_choice
-from ..backends import argmax_dtype, as_device_array, cuda_backend, is_device_array
+from ..backends import argmax_dtype, as_device_array, cuda_backend, is_device_array, remember
 from ._correlate import _axis_plan, _check, _choose_method, _prepare
 
 _CONSTANT = BOUNDARY_CODES["constant"]
@@ -40,10 +40,7 @@ def _weights(a, dtype):
     dev = _WEIGHTS.pop(key, None)
     if dev is None:
         dev = cuda_backend().to_device(a)
-        try:
-            dev._filtkit_host = a  # the kernels' tap pattern, read without a download
-        except AttributeError:  # pragma: no cover - an array type without attributes
-            pass
+        remember(dev, "_filtkit_host", a)  # the kernels' tap pattern, read without a download
         if len(_WEIGHTS) >= _WEIGHTS_MAX:
             _WEIGHTS.pop(next(iter(_WEIGHTS)))  # the least recently used
     _WEIGHTS[key] = dev  # (re)inserted last: most recently used
